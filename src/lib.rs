@@ -1,0 +1,10 @@
+pub mod cache;
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod proto;
+pub mod service;
+pub mod upstream;
+pub mod sandbox;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,190 @@
+//! The gRPC server: our services, health, reflection, tracing, graceful shutdown.
+
+use std::{future::Future, time::Duration};
+
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::cache::Cache;
+use crate::config::{Config, FingerprintConfig, Secret, StytchConfig};
+use crate::proto::{
+    self,
+    v1::{fingerprint_service_server::FingerprintServiceServer, stytch_service_server::StytchServiceServer},
+};
+use crate::sandbox::{Credentials, Sandbox};
+use crate::service::{fingerprint::FingerprintApi, stytch::StytchApi};
+use crate::upstream::{Http, fingerprint::FingerprintClient, stytch::StytchClient};
+
+/// Fully qualified names of our services, as health and reflection know them.
+pub const SERVICE_NAMES: [&str; 2] = [
+    "fingerprint.gateway.v1.FingerprintService",
+    "fingerprint.gateway.v1.StytchService",
+];
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The upstream HTTP client could not be built.
+    #[error("http client: {0}")]
+    Http(#[from] reqwest::Error),
+    /// A credential cannot be used.
+    #[error("{0}")]
+    Credentials(String),
+    /// Reflection could not load the descriptors.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The sandbox could not start.
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] std::io::Error),
+}
+
+/// Serves the gateway on `listener` until `shutdown` completes, then drains.
+///
+/// On shutdown, health turns NOT_SERVING first so load balancers stop sending, then
+/// in-flight RPCs get `config.shutdown_grace` to finish before the server stops.
+pub async fn serve(
+    listener: TcpListener,
+    mut config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let sandbox = if config.sandbox {
+        let sandbox = start_sandbox(&mut config).await?;
+        tracing::info!(url = %sandbox.base_url(), "sandbox upstreams serving");
+        Some(sandbox)
+    } else {
+        None
+    };
+    let http = Http::new(config.upstream_timeout, config.max_body_bytes)?;
+    let fingerprint = config
+        .fingerprint
+        .clone()
+        .map(|c| FingerprintClient::new(http.clone(), c))
+        .transpose()
+        .map_err(ServeError::Credentials)?;
+    let stytch = config.stytch.clone().map(|c| StytchClient::new(http.clone(), c));
+    let cache = Cache::new(config.cache.max_bytes);
+    let fingerprint_api = FingerprintApi::new(fingerprint, cache.clone(), config.cache.clone());
+    let stytch_api = StytchApi::new(stytch, cache, config.cache.clone());
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    // Each service reports SERVING only when its upstream is configured.
+    let enabled = [config.fingerprint.is_some(), config.stytch.is_some()];
+    for (name, on) in SERVICE_NAMES.iter().zip(enabled) {
+        let status = if on {
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        health.set_service_status(*name, status).await;
+    }
+    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let grace = config.shutdown_grace;
+    let health_on_stop = health.clone();
+    let on_signal = async move {
+        shutdown.await;
+        tracing::info!(?grace, "shutting down: health NOT_SERVING, draining in-flight calls");
+        health_on_stop
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        for name in SERVICE_NAMES {
+            health_on_stop
+                .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                .await;
+        }
+    };
+
+    let router = Server::builder()
+        // One span per RPC, joined to the caller's trace through its `traceparent`.
+        .trace_fn(rpc_span)
+        // Bounds an RPC even when the caller sets no deadline: GetVisits may page up to 5 times.
+        .timeout(config.upstream_timeout * 6)
+        // Keeps idle connections through proxies alive and finds dead peers.
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(FingerprintServiceServer::new(fingerprint_api))
+        .add_service(StytchServiceServer::new(stytch_api));
+
+    let incoming = TcpListenerStream::new(listener);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+        let _ = stop_rx.await;
+    }));
+    on_signal.await;
+    // Stop accepting; tonic lets in-flight calls finish, bounded by the grace period.
+    let _ = stop_tx.send(());
+    let mut server = server;
+    let result = match tokio::time::timeout(grace, &mut server).await {
+        Ok(joined) => joined.map_err(|e| ServeError::Sandbox(std::io::Error::other(e)))?,
+        Err(_) => {
+            tracing::warn!(?grace, "grace period over; abandoning remaining calls");
+            server.abort();
+            Ok(())
+        }
+    };
+    if let Some(sandbox) = sandbox {
+        sandbox.shutdown().await;
+    }
+    result.map_err(ServeError::from)
+}
+
+/// Starts the embedded sandbox and points both upstreams at it.
+async fn start_sandbox(config: &mut Config) -> Result<Sandbox, ServeError> {
+    let creds = Credentials::default();
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    let sandbox = Sandbox::start(listener, creds.clone())?;
+    let base = reqwest::Url::parse(&sandbox.base_url())
+        .map_err(|e| ServeError::Sandbox(std::io::Error::other(e)))?;
+    config.fingerprint = Some(FingerprintConfig {
+        generation: config.fingerprint_generation,
+        base_url: base.clone(),
+        secret_api_key: Secret::new(creds.fingerprint_secret),
+    });
+    config.stytch = Some(StytchConfig {
+        base_url: base,
+        project_id: creds.stytch_project_id,
+        secret: Secret::new(creds.stytch_secret),
+    });
+    Ok(sandbox)
+}
+
+/// The span of one RPC, child of the caller's `traceparent` when there is one.
+fn rpc_span(request: &http::Request<()>) -> tracing::Span {
+    let path = request.uri().path();
+    let (service, method) = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .unwrap_or((path, ""));
+    let span = tracing::info_span!(
+        "rpc",
+        otel.name = %path.trim_start_matches('/'),
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = %service,
+        rpc.method = %method,
+    );
+    let parent = TraceContextPropagator::new()
+        .extract(&opentelemetry_http::HeaderExtractor(request.headers()));
+    let _ = span.set_parent(parent);
+    span
+}

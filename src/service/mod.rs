@@ -1,0 +1,32 @@
+//! The gRPC services: validate, then go through the cache, then call the upstream.
+
+pub mod fingerprint;
+pub mod stytch;
+pub mod validate;
+
+use tonic::{Request, Response, metadata::MetadataValue};
+
+use crate::cache::CacheStatus;
+
+/// Whether the caller asked to skip the cache (`cache-control: no-cache`).
+fn wants_bypass<T>(request: &Request<T>) -> bool {
+    request
+        .metadata()
+        .get_all("cache-control")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| {
+            let d = d.trim();
+            d.eq_ignore_ascii_case("no-cache") || d.eq_ignore_ascii_case("no-store")
+        })
+}
+
+/// Wraps an answer, telling the caller where it came from.
+fn respond<T>(message: T, status: CacheStatus) -> Response<T> {
+    let mut response = Response::new(message);
+    response
+        .metadata_mut()
+        .insert("x-cache", MetadataValue::from_static(status.as_str()));
+    response
+}

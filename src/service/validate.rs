@@ -1,0 +1,173 @@
+//! Request validation at the RPC edge: every field is checked before any upstream call.
+
+use std::net::IpAddr;
+
+use prost_types::Timestamp;
+
+use crate::error::Error;
+
+/// Longest id accepted (event, visitor, telemetry and ruleset ids).
+pub const MAX_ID_BYTES: usize = 256;
+/// Longest free-text filter accepted (URLs, linked ids, cursors).
+pub const MAX_TEXT_BYTES: usize = 2048;
+/// Most values accepted in one repeated filter.
+pub const MAX_LIST_LEN: usize = 32;
+
+/// A required id that will travel as a URL path segment or JSON value.
+pub fn id(field: &'static str, value: &str) -> Result<(), Error> {
+    if value.is_empty() {
+        return Err(Error::invalid(field, "is required"));
+    }
+    optional_id(field, value)
+}
+
+/// An id that may be empty (meaning "not set").
+pub fn optional_id(field: &'static str, value: &str) -> Result<(), Error> {
+    if value.len() > MAX_ID_BYTES {
+        return Err(Error::invalid(field, format!("is longer than {MAX_ID_BYTES} bytes")));
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| c.is_control() || c.is_whitespace() || matches!(c, '/' | '?' | '#' | '%' | '\\'))
+    {
+        return Err(Error::invalid(field, format!("{value:?} contains the character {c:?}, which no id has")));
+    }
+    Ok(())
+}
+
+/// Free text (may be empty): bounded, no control characters.
+pub fn text(field: &'static str, value: &str) -> Result<(), Error> {
+    if value.len() > MAX_TEXT_BYTES {
+        return Err(Error::invalid(field, format!("is longer than {MAX_TEXT_BYTES} bytes")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "contains control characters"));
+    }
+    Ok(())
+}
+
+/// One of a fixed set of words (empty means "not set").
+pub fn one_of(field: &'static str, value: &str, allowed: &[&str]) -> Result<(), Error> {
+    if value.is_empty() || allowed.contains(&value) {
+        return Ok(());
+    }
+    Err(Error::invalid(field, format!("{value:?} is not one of {}", allowed.join(", "))))
+}
+
+/// A repeated filter of short word-like tokens.
+pub fn tokens(field: &'static str, values: &[String]) -> Result<(), Error> {
+    if values.len() > MAX_LIST_LEN {
+        return Err(Error::invalid(field, format!("has more than {MAX_LIST_LEN} values")));
+    }
+    for v in values {
+        if v.is_empty() {
+            return Err(Error::invalid(field, "contains an empty value"));
+        }
+        text(field, v)?;
+        if v.len() > MAX_ID_BYTES {
+            return Err(Error::invalid(field, format!("has a value longer than {MAX_ID_BYTES} bytes")));
+        }
+    }
+    Ok(())
+}
+
+/// An optional limit within `1..=max`.
+pub fn limit(field: &'static str, value: Option<u32>, max: u32) -> Result<(), Error> {
+    match value {
+        Some(v) if v == 0 || v > max => Err(Error::invalid(field, format!("{v} is outside 1..={max}"))),
+        _ => Ok(()),
+    }
+}
+
+/// A timestamp a caller sent: normalised nanos, within years 1970..=9999.
+pub fn timestamp(field: &'static str, value: Option<&Timestamp>) -> Result<(), Error> {
+    let Some(ts) = value else { return Ok(()) };
+    if !(0..1_000_000_000).contains(&ts.nanos) {
+        return Err(Error::invalid(field, "nanos must be within 0..1e9"));
+    }
+    if !(0..=253_402_300_799).contains(&ts.seconds) {
+        return Err(Error::invalid(field, "must be between 1970 and 9999"));
+    }
+    Ok(())
+}
+
+/// `start` must not be after `end`.
+pub fn window(start: Option<&Timestamp>, end: Option<&Timestamp>) -> Result<(), Error> {
+    timestamp("start", start)?;
+    timestamp("end", end)?;
+    if let (Some(s), Some(e)) = (start, end) {
+        if (s.seconds, s.nanos) > (e.seconds, e.nanos) {
+            return Err(Error::invalid("start", "is after end"));
+        }
+    }
+    Ok(())
+}
+
+/// An IP address or CIDR range (empty means "not set").
+pub fn ip_or_cidr(field: &'static str, value: &str) -> Result<(), Error> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    let (addr, prefix) = match value.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (value, None),
+    };
+    let ip: IpAddr = addr
+        .parse()
+        .map_err(|_| Error::invalid(field, format!("{value:?} is not an IP address or CIDR range")))?;
+    if let Some(p) = prefix {
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        match p.parse::<u8>() {
+            Ok(n) if n <= max => {}
+            _ => return Err(Error::invalid(field, format!("{value:?} has a prefix outside 0..={max}"))),
+        }
+    }
+    Ok(())
+}
+
+/// A decimal number such as an ASN (empty means "not set").
+pub fn digits(field: &'static str, value: &str) -> Result<(), Error> {
+    if value.is_empty() || (value.len() <= 10 && value.bytes().all(|b| b.is_ascii_digit())) {
+        return Ok(());
+    }
+    Err(Error::invalid(field, format!("{value:?} is not a number")))
+}
+
+/// Stytch's external metadata rule: at most 65 of `A-Z a-z 0-9 _ - + . @`.
+pub fn metadata(field: &'static str, value: Option<&String>) -> Result<(), Error> {
+    let Some(v) = value else { return Ok(()) };
+    if v.is_empty() || v.chars().count() > 65 {
+        return Err(Error::invalid(field, "must be 1 to 65 characters"));
+    }
+    if let Some(c) = v
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '.' | '@')))
+    {
+        return Err(Error::invalid(field, format!("contains {c:?}; only letters, digits and _ - + . @ are allowed")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_ids_are_rejected() {
+        for bad in ["", "a/b", "a?b", "a#b", "a%2Fb", "a b", "a\nb", "a\u{0}b", "..\\x"] {
+            assert!(id("event_id", bad).is_err(), "{bad:?}");
+        }
+        assert!(id("event_id", &"x".repeat(257)).is_err());
+        assert!(id("event_id", "1708102555327.NLOjmg").is_ok());
+    }
+
+    #[test]
+    fn cidr_and_limits() {
+        assert!(ip_or_cidr("ip_address", "10.0.0.0/24").is_ok());
+        assert!(ip_or_cidr("ip_address", "2001:db8::/129").is_err());
+        assert!(ip_or_cidr("ip_address", "nope").is_err());
+        assert!(limit("limit", Some(0), 100).is_err());
+        assert!(limit("limit", Some(101), 100).is_err());
+        assert!(limit("limit", None, 100).is_ok());
+    }
+}

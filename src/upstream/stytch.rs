@@ -1,0 +1,113 @@
+//! Stytch Device Fingerprinting client.
+
+use reqwest::{Method, Url};
+use serde_json::{Map, Value as Json, json};
+
+use super::{ErrorShape, Http, JsonObject};
+use crate::config::StytchConfig;
+use crate::convert::stytch as convert;
+use crate::error::{Error, Upstream};
+use crate::proto::v1::{
+    ListRulesRequest, ListRulesResponse, ListVerdictReasonsRequest, ListVerdictReasonsResponse,
+    LookupTelemetryRequest, LookupTelemetryResponse,
+};
+
+/// A client of one Stytch project.
+#[derive(Debug, Clone)]
+pub struct StytchClient {
+    http: Http,
+    config: StytchConfig,
+    identity: String,
+}
+
+// === impl StytchClient ===
+
+impl StytchClient {
+    /// A client.
+    pub fn new(http: Http, config: StytchConfig) -> Self {
+        let identity = format!("{}|{}", config.base_url, config.project_id);
+        Self {
+            http,
+            config,
+            identity,
+        }
+    }
+
+    /// What distinguishes this upstream from another one for caching.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// `POST /v1/fingerprint/lookup`.
+    pub async fn lookup(&self, req: &LookupTelemetryRequest) -> Result<LookupTelemetryResponse, Error> {
+        let mut body = Map::new();
+        body.insert("telemetry_id".to_owned(), Json::String(req.telemetry_id.clone()));
+        if let Some(meta) = &req.external_metadata {
+            let mut m = Map::new();
+            for (key, value) in [
+                ("external_id", &meta.external_id),
+                ("organization_id", &meta.organization_id),
+                ("user_action", &meta.user_action),
+            ] {
+                if let Some(v) = value {
+                    m.insert(key.to_owned(), Json::String(v.clone()));
+                }
+            }
+            if !m.is_empty() {
+                body.insert("external_metadata".to_owned(), Json::Object(m));
+            }
+        }
+        let answer = self.post(&["v1", "fingerprint", "lookup"], Json::Object(body)).await?;
+        Ok(convert::lookup(answer))
+    }
+
+    /// `POST /v1/rules/list`.
+    pub async fn list_rules(&self, req: &ListRulesRequest) -> Result<ListRulesResponse, Error> {
+        let mut body = Map::new();
+        if let Some(limit) = req.limit {
+            body.insert("limit".to_owned(), json!(limit));
+        }
+        if !req.cursor.is_empty() {
+            body.insert("cursor".to_owned(), Json::String(req.cursor.clone()));
+        }
+        let answer = self.post(&["v1", "rules", "list"], Json::Object(body)).await?;
+        Ok(convert::rules(answer))
+    }
+
+    /// `POST /v1/verdict_reasons/list`.
+    pub async fn list_verdict_reasons(
+        &self,
+        req: &ListVerdictReasonsRequest,
+    ) -> Result<ListVerdictReasonsResponse, Error> {
+        let body = json!({ "overrides_only": req.overrides_only });
+        let answer = self.post(&["v1", "verdict_reasons", "list"], body).await?;
+        Ok(convert::verdict_reasons(answer))
+    }
+
+    async fn post(&self, segments: &[&str], body: Json) -> Result<JsonObject, Error> {
+        let url = self.url(segments);
+        // `.json()` sets `Content-Type: application/json` exactly, as Stytch requires.
+        let request = self
+            .http
+            .request(Method::POST, url)
+            .basic_auth(&self.config.project_id, Some(self.config.secret.expose()))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .json(&body);
+        self.http
+            .send(
+                Upstream::Stytch,
+                ErrorShape::Stytch,
+                request,
+                &[self.config.secret.expose()],
+            )
+            .await
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.config.base_url.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+}
