@@ -130,12 +130,15 @@ pub fn from_v4(map: Map<String, Json>) -> Event {
 }
 
 /// Sets the bot result from the upstream's word for it (v4 or v3 spelling).
+///
+/// Known v3 words are spelled the v4 way in `bot_raw`, so both generations answer
+/// alike; unknown words pass through as sent.
 pub fn set_bot(e: &mut Event, raw: String) {
-    let bot = match raw.as_str() {
-        "not_detected" | "notDetected" => BotResult::NotDetected,
-        "good" => BotResult::Good,
-        "bad" => BotResult::Bad,
-        _ => BotResult::Unspecified,
+    let (bot, raw) = match raw.as_str() {
+        "not_detected" | "notDetected" => (BotResult::NotDetected, "not_detected".to_owned()),
+        "good" => (BotResult::Good, raw),
+        "bad" => (BotResult::Bad, raw),
+        _ => (BotResult::Unspecified, raw),
     };
     e.bot = bot as i32;
     e.bot_raw = raw;
