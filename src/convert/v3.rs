@@ -40,8 +40,8 @@ pub fn from_visit(map: Map<String, Json>, visitor_id: &str) -> Event {
 
 fn products(p: &mut Obj, e: &mut Event) {
     // Identification first: other products repeat some of its members.
-    product(p, e, "identification", "identification", identification_data);
-    product(p, e, "botd", "bot", |d, e| {
+    product(p, e, "identification", identification_data);
+    product(p, e, "botd", |d, e| {
         d.obj("bot", |b| {
             if let Some(raw) = b.str("result") {
                 set_bot(e, raw);
@@ -56,15 +56,15 @@ fn products(p: &mut Obj, e: &mut Event) {
         let time = e.timestamp.map(second_string);
         d.drop_if_same("time", time.as_deref());
     });
-    product(p, e, "rootApps", "root_apps", |d, e| e.root_apps = d.bool("result"));
-    product(p, e, "emulator", "emulator", |d, e| e.emulator = d.bool("result"));
-    product(p, e, "ipInfo", "ip_info", |d, e| {
+    product(p, e, "rootApps", |d, e| e.root_apps = d.bool("result"));
+    product(p, e, "emulator", |d, e| e.emulator = d.bool("result"));
+    product(p, e, "ipInfo", |d, e| {
         e.ip_info = Some(IpInfo {
             v4: d.obj("v4", ip_details),
             v6: d.obj("v6", ip_details),
         });
     });
-    product(p, e, "ipBlocklist", "ip_blocklist", |d, e| {
+    product(p, e, "ipBlocklist", |d, e| {
         let list = e.ip_blocklist.get_or_insert_with(IpBlocklist::default);
         d.obj("details", |x| {
             list.email_spam = x.bool("emailSpam");
@@ -78,10 +78,10 @@ fn products(p: &mut Obj, e: &mut Event) {
             }
         }
     });
-    product(p, e, "tor", "tor_node", |d, e| {
+    product(p, e, "tor", |d, e| {
         e.ip_blocklist.get_or_insert_with(IpBlocklist::default).tor_node = d.bool("result");
     });
-    product(p, e, "vpn", "vpn", |d, e| {
+    product(p, e, "vpn", |d, e| {
         e.vpn = d.bool("result");
         e.vpn_confidence = d.str("confidence");
         e.vpn_ml_score = d.f64("mlScore");
@@ -96,7 +96,7 @@ fn products(p: &mut Obj, e: &mut Event) {
             ml_prediction: m.bool("mlPrediction"),
         });
     });
-    product(p, e, "proxy", "proxy", |d, e| {
+    product(p, e, "proxy", |d, e| {
         e.proxy = d.bool("result");
         e.proxy_confidence = d.str("confidence");
         e.proxy_ml_score = d.f64("mlScore");
@@ -106,7 +106,7 @@ fn products(p: &mut Obj, e: &mut Event) {
             provider: x.str("provider"),
         });
     });
-    product(p, e, "incognito", "incognito", |d, e| {
+    product(p, e, "incognito", |d, e| {
         let result = d.bool("result");
         // identification.data.incognito said the same thing already; keep a disagreement.
         if let (Some(r), Some(prev)) = (result, e.incognito) {
@@ -117,7 +117,7 @@ fn products(p: &mut Obj, e: &mut Event) {
         }
         e.incognito = result.or(e.incognito);
     });
-    product(p, e, "tampering", "tampering", |d, e| {
+    product(p, e, "tampering", |d, e| {
         e.tampering = d.bool("result");
         e.tampering_confidence = d.str("confidence");
         e.tampering_ml_score = d.f64("mlScore");
@@ -130,8 +130,8 @@ fn products(p: &mut Obj, e: &mut Event) {
             });
         }
     });
-    product(p, e, "clonedApp", "cloned_app", |d, e| e.cloned_app = d.bool("result"));
-    product(p, e, "factoryReset", "factory_reset_timestamp", |d, e| {
+    product(p, e, "clonedApp", |d, e| e.cloned_app = d.bool("result"));
+    product(p, e, "factoryReset", |d, e| {
         let time = d.rfc3339("time");
         let stamp = d.take("timestamp");
         let zero = time.is_some_and(|t| t.seconds == 0 && t.nanos == 0);
@@ -150,35 +150,35 @@ fn products(p: &mut Obj, e: &mut Event) {
             }
         }
     });
-    product(p, e, "jailbroken", "jailbroken", |d, e| e.jailbroken = d.bool("result"));
-    product(p, e, "frida", "frida", |d, e| e.frida = d.bool("result"));
-    product(p, e, "privacySettings", "privacy_settings", |d, e| {
+    product(p, e, "jailbroken", |d, e| e.jailbroken = d.bool("result"));
+    product(p, e, "frida", |d, e| e.frida = d.bool("result"));
+    product(p, e, "privacySettings", |d, e| {
         e.privacy_settings = d.bool("result");
     });
-    product(p, e, "virtualMachine", "virtual_machine", |d, e| {
+    product(p, e, "virtualMachine", |d, e| {
         e.virtual_machine = d.bool("result");
         e.virtual_machine_ml_score = d.f64("mlScore");
     });
-    product(p, e, "rawDeviceAttributes", "raw_device_attributes", |d, e| {
+    product(p, e, "rawDeviceAttributes", |d, e| {
         e.raw_device_attributes = raw_device_attributes(d);
     });
-    product(p, e, "highActivity", "high_activity_device", |d, e| {
+    product(p, e, "highActivity", |d, e| {
         e.high_activity_device = d.bool("result");
     });
-    product(p, e, "locationSpoofing", "location_spoofing", |d, e| {
+    product(p, e, "locationSpoofing", |d, e| {
         e.location_spoofing = d.bool("result");
     });
-    product(p, e, "suspectScore", "suspect_score", |d, e| e.suspect_score = d.i64("result"));
-    product(p, e, "velocity", "velocity", |d, e| e.velocity = Some(velocity(d, counts)));
-    product(p, e, "developerTools", "developer_tools", |d, e| {
+    product(p, e, "suspectScore", |d, e| e.suspect_score = d.i64("result"));
+    product(p, e, "velocity", |d, e| e.velocity = Some(velocity(d, counts)));
+    product(p, e, "developerTools", |d, e| {
         e.developer_tools = d.bool("result");
     });
-    product(p, e, "mitmAttack", "mitm_attack", |d, e| e.mitm_attack = d.bool("result"));
-    product(p, e, "rareDevice", "rare_device", |d, e| {
+    product(p, e, "mitmAttack", |d, e| e.mitm_attack = d.bool("result"));
+    product(p, e, "rareDevice", |d, e| {
         e.rare_device = d.bool("result");
         e.rare_device_percentile_bucket = d.str("percentileBucket");
     });
-    product(p, e, "proximity", "proximity", |d, e| {
+    product(p, e, "proximity", |d, e| {
         e.proximity = Some(Proximity {
             id: d.str("id"),
             precision_radius: d.i64("precisionRadius"),
@@ -188,14 +188,48 @@ fn products(p: &mut Obj, e: &mut Event) {
     labels(p, e);
 }
 
+/// v3 product names and the v4 member each one became (the key of `signal_errors`).
+pub const PRODUCTS: &[(&str, &str)] = &[
+    ("identification", "identification"),
+    ("botd", "bot"),
+    ("rootApps", "root_apps"),
+    ("emulator", "emulator"),
+    ("ipInfo", "ip_info"),
+    ("ipBlocklist", "ip_blocklist"),
+    ("tor", "tor_node"),
+    ("vpn", "vpn"),
+    ("proxy", "proxy"),
+    ("incognito", "incognito"),
+    ("tampering", "tampering"),
+    ("clonedApp", "cloned_app"),
+    ("factoryReset", "factory_reset_timestamp"),
+    ("jailbroken", "jailbroken"),
+    ("frida", "frida"),
+    ("privacySettings", "privacy_settings"),
+    ("virtualMachine", "virtual_machine"),
+    ("rawDeviceAttributes", "raw_device_attributes"),
+    ("highActivity", "high_activity_device"),
+    ("locationSpoofing", "location_spoofing"),
+    ("suspectScore", "suspect_score"),
+    ("velocity", "velocity"),
+    ("developerTools", "developer_tools"),
+    ("mitmAttack", "mitm_attack"),
+    ("rareDevice", "rare_device"),
+    ("proximity", "proximity"),
+    ("labels", "labels"),
+];
+
+/// The v4 name of a v3 product.
+pub fn v4_name(v3_name: &str) -> &str {
+    PRODUCTS
+        .iter()
+        .find(|(v3, _)| *v3 == v3_name)
+        .map_or(v3_name, |(_, v4)| v4)
+}
+
 /// One `products.<name>` entry: `data` goes through `f`, `error` into `signal_errors`.
-fn product(
-    p: &mut Obj,
-    e: &mut Event,
-    v3_name: &str,
-    v4_name: &str,
-    f: impl FnOnce(&mut Obj, &mut Event),
-) {
+fn product(p: &mut Obj, e: &mut Event, v3_name: &str, f: impl FnOnce(&mut Obj, &mut Event)) {
+    let v4_name = v4_name(v3_name);
     p.obj(v3_name, |entry| {
         entry.obj("data", |d| f(d, e));
         signal_error(entry, e, v4_name);
@@ -219,7 +253,7 @@ fn labels(p: &mut Obj, e: &mut Event) {
             prediction: l.bool("prediction"),
             ml_score: l.f64("mlScore"),
         });
-        signal_error(entry, e, "labels");
+        signal_error(entry, e, v4_name("labels"));
     });
 }
 
