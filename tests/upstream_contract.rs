@@ -1,0 +1,156 @@
+//! Every request the gateway sends validates against the upstream's own OpenAPI schema.
+//!
+//! The gateway's requests are recorded by the sandbox and checked by `openapi-core`
+//! (tests/openapi/validate_requests.py) against `../shared/fixtures`. Without Python and
+//! openapi-core the test skips with a note, unless FPGW_REQUIRE_PYTHON=1 (CI).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::process::Command;
+
+use common::Harness;
+use fingerprint_gateway::{
+    config::Generation,
+    proto::v1::{
+        ExternalMetadata, GetEventRequest, GetVisitsRequest, ListRulesRequest,
+        ListVerdictReasonsRequest, LookupTelemetryRequest, SearchEventsRequest,
+    },
+    sandbox::Recorded,
+};
+use serde_json::json;
+
+fn python_ready() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import openapi_core, requests"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        if std::env::var("FPGW_REQUIRE_PYTHON").is_ok_and(|v| v == "1") {
+            panic!("FPGW_REQUIRE_PYTHON=1 but python3 with openapi-core is missing: pip install -r tests/requirements.txt");
+        }
+        eprintln!("SKIPPED: python3 with openapi-core not found (pip install -r tests/requirements.txt); set FPGW_REQUIRE_PYTHON=1 to make this a failure");
+    }
+    ok
+}
+
+fn ts(seconds: i64) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp { seconds, nanos: 0 })
+}
+
+fn full_search() -> SearchEventsRequest {
+    SearchEventsRequest {
+        limit: Some(20),
+        visitor_id: "Ibk1527CUFmcnjLwIs4A9".into(),
+        linked_id: "order-77".into(),
+        ip_address: "192.0.2.0/24".into(),
+        bot: "all".into(),
+        reverse: Some(true),
+        suspect: Some(false),
+        vpn: Some(true),
+        virtual_machine: Some(false),
+        tampering: Some(true),
+        anti_detect_browser: Some(false),
+        incognito: Some(true),
+        privacy_settings: Some(false),
+        jailbroken: Some(false),
+        frida: Some(false),
+        factory_reset: Some(false),
+        cloned_app: Some(false),
+        emulator: Some(false),
+        root_apps: Some(false),
+        vpn_confidence: "high".into(),
+        min_suspect_score: Some(7.5),
+        developer_tools: Some(false),
+        location_spoofing: Some(false),
+        mitm_attack: Some(false),
+        rare_device: Some(true),
+        rare_device_percentile_bucket: "p99.9+".into(),
+        proxy: Some(true),
+        sdk_version: "3.11.14".into(),
+        sdk_platform: "js".into(),
+        environment: vec!["ae_47abaca3db2c7c43".into()],
+        proximity_id: "C9rJYBlOFsAfBwQ".into(),
+        start: ts(1_767_225_600),
+        end: ts(1_769_903_999),
+        ..Default::default()
+    }
+}
+
+async fn exercise(generation: Generation) -> Vec<Recorded> {
+    let h = Harness::start_with(generation, &[]).await;
+    let mut fp = h.fingerprint();
+    fp.get_event(GetEventRequest { event_id: "1708102555327.NLOjmg".into(), ..Default::default() }).await.unwrap();
+    fp.get_visits(GetVisitsRequest { visitor_id: "Ibk1527CUFmcnjLwIs4A9".into(), limit: Some(120), linked_id: "order-77".into(), end: ts(1_790_000_000), ..Default::default() }).await.unwrap();
+    fp.search_events(full_search()).await.unwrap();
+    if generation == Generation::V4 {
+        fp.get_event(GetEventRequest { event_id: "1708102555327.NLOjmg".into(), ruleset_id: "D6N9Kbk9HRWrIWGz".into() }).await.unwrap();
+        let v4_only = SearchEventsRequest {
+            high_recall_id: "Ibk1527CUFmcnjLwIs4A9".into(),
+            asn: "12876".into(),
+            url: "https://example.com/login".into(),
+            bundle_id: "com.example.app".into(),
+            package_name: "com.example.app".into(),
+            origin: "https://example.com".into(),
+            bot_info: "all".into(),
+            bot_info_category: vec!["ai_agent".into()],
+            bot_info_identity: vec!["verified".into()],
+            bot_info_confidence: vec!["high".into()],
+            bot_info_provider: vec!["OpenAI".into()],
+            bot_info_name: vec!["ChatGPT-User".into()],
+            incremental_identification_status: "completed".into(),
+            total_hits: Some(100),
+            tor_node: Some(false),
+            simulator: Some(false),
+            active_call: Some(false),
+            ..Default::default()
+        };
+        fp.search_events(v4_only).await.unwrap();
+    } else {
+        fp.search_events(SearchEventsRequest { ip_blocklist: Some(true), datacenter: Some(false), ..Default::default() }).await.unwrap();
+    }
+    let mut st = h.stytch();
+    let meta = ExternalMetadata { external_id: Some("user-123".into()), organization_id: Some("org-9".into()), user_action: Some("LOGIN".into()) };
+    st.lookup_telemetry(LookupTelemetryRequest { telemetry_id: "5f1c9a9e-3b7d-4c2e-9f4a-7d2b8e6c1a03".into(), external_metadata: Some(meta) }).await.unwrap();
+    st.lookup_telemetry(LookupTelemetryRequest { telemetry_id: "minimal".into(), ..Default::default() }).await.unwrap();
+    st.list_rules(ListRulesRequest { limit: Some(2), cursor: String::new() }).await.unwrap();
+    st.list_rules(ListRulesRequest { limit: None, cursor: "sandbox-cursor-2".into() }).await.unwrap();
+    st.list_verdict_reasons(ListVerdictReasonsRequest { overrides_only: true }).await.unwrap();
+    let recorded = h.upstream_requests();
+    h.stop().await;
+    recorded
+}
+
+#[tokio::test]
+async fn every_upstream_request_validates_against_the_upstream_schema() {
+    let Some(fixtures) = common::fixtures() else { return };
+    if !python_ready() {
+        return;
+    }
+    let mut all = Vec::new();
+    for generation in [Generation::V4, Generation::V3] {
+        for r in exercise(generation).await {
+            let api = if r.path.starts_with("/v1/") {
+                "stytch"
+            } else if r.path.starts_with("/v4/") {
+                "v4"
+            } else {
+                "v3"
+            };
+            all.push(json!({"api": api, "method": r.method, "path": r.path, "query": r.query, "headers": r.headers, "body": r.body}));
+        }
+    }
+    assert!(all.len() >= 18, "exercised {} requests", all.len());
+    let file = std::env::temp_dir().join(format!("fpgw-requests-{}.json", std::process::id()));
+    std::fs::write(&file, serde_json::to_vec_pretty(&all).unwrap()).unwrap();
+    let out = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openapi/validate_requests.py"))
+        .arg(&fixtures)
+        .arg(&file)
+        .output()
+        .unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::remove_file(&file);
+    assert!(out.status.success(), "requests that the upstream schema rejects:\n{report}");
+    println!("{report}");
+}
