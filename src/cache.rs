@@ -120,7 +120,11 @@ impl Cache {
         F: Future<Output = Result<T, Error>>,
     {
         let Some(cache) = self.inner.as_ref().filter(|_| !ttl.is_zero()) else {
-            let status = if bypass { CacheStatus::Bypass } else { CacheStatus::Miss };
+            let status = if bypass {
+                CacheStatus::Bypass
+            } else {
+                CacheStatus::Miss
+            };
             return fetch.await.map(|v| (v, status)).map_err(Arc::new);
         };
         let key_len = key.request.len() + key.identity.len();
@@ -158,7 +162,11 @@ impl Cache {
 // === impl Entry ===
 
 impl Entry {
-    fn value<T: prost::Message + Send + Sync + 'static>(value: T, ttl: Duration, key_len: usize) -> Self {
+    fn value<T: prost::Message + Send + Sync + 'static>(
+        value: T,
+        ttl: Duration,
+        key_len: usize,
+    ) -> Self {
         let weight = weight(value.encoded_len() + key_len);
         Self {
             stored: Stored::Value(Arc::new(value)),

@@ -24,29 +24,121 @@ pub const DEFAULT_STYTCH_BASE_URL: &str = "https://telemetry.stytch.com";
 /// Every setting: name, default (as text, "" for none), and what it means.
 /// The README's configuration table is written from this list.
 pub const SETTINGS: &[(&str, &str, &str)] = &[
-    ("GATEWAY_LISTEN", DEFAULT_LISTEN, "gRPC listen address (flag --listen)"),
-    ("GATEWAY_SANDBOX", "false", "serve against the embedded upstream emulator (flag --sandbox)"),
-    ("FINGERPRINT_SECRET_API_KEY", "", "fingerprint.com secret API key; unset disables FingerprintService"),
-    ("FINGERPRINT_API_VERSION", "v4", "fingerprint.com Server API generation: v4 or v3"),
-    ("FINGERPRINT_REGION", "global", "fingerprint.com region: global, eu or ap"),
-    ("FINGERPRINT_API_BASE_URL", "", "overrides the region's base URL (proxy, tests)"),
-    ("STYTCH_PROJECT_ID", "", "Stytch project id; unset disables StytchService"),
-    ("STYTCH_SECRET", "", "Stytch secret; unset disables StytchService"),
-    ("STYTCH_API_BASE_URL", DEFAULT_STYTCH_BASE_URL, "Stytch DFP base URL"),
-    ("GATEWAY_UPSTREAM_TIMEOUT", "10s", "time allowed for one upstream HTTP call"),
-    ("GATEWAY_MAX_BODY_BYTES", "8388608", "largest upstream answer body accepted"),
-    ("GATEWAY_CACHE_MAX_BYTES", "67108864", "cache size bound in bytes (0 disables the cache)"),
-    ("GATEWAY_CACHE_TTL_GET_EVENT", "300s", "cache TTL of GetEvent answers"),
-    ("GATEWAY_CACHE_TTL_GET_VISITS", "30s", "cache TTL of GetVisits answers"),
-    ("GATEWAY_CACHE_TTL_SEARCH_EVENTS", "30s", "cache TTL of SearchEvents answers"),
-    ("GATEWAY_CACHE_TTL_LOOKUP_TELEMETRY", "60s", "cache TTL of LookupTelemetry answers"),
-    ("GATEWAY_CACHE_TTL_LIST_RULES", "30s", "cache TTL of ListRules answers"),
-    ("GATEWAY_CACHE_TTL_LIST_VERDICT_REASONS", "60s", "cache TTL of ListVerdictReasons answers"),
-    ("GATEWAY_CACHE_TTL_NOT_FOUND", "5s", "cache TTL of NOT_FOUND answers"),
-    ("GATEWAY_SHUTDOWN_GRACE", "20s", "time in-flight RPCs get to finish after SIGTERM/SIGINT"),
-    ("GATEWAY_LOG_FORMAT", "text", "log format: text or json (filter with RUST_LOG)"),
-    ("OTEL_EXPORTER_OTLP_ENDPOINT", "", "OTLP/gRPC collector; unset disables trace export"),
-    ("OTEL_SERVICE_NAME", "fingerprint-gateway", "service.name of exported spans"),
+    (
+        "GATEWAY_LISTEN",
+        DEFAULT_LISTEN,
+        "gRPC listen address (flag --listen)",
+    ),
+    (
+        "GATEWAY_SANDBOX",
+        "false",
+        "serve against the embedded upstream emulator (flag --sandbox)",
+    ),
+    (
+        "FINGERPRINT_SECRET_API_KEY",
+        "",
+        "fingerprint.com secret API key; unset disables FingerprintService",
+    ),
+    (
+        "FINGERPRINT_API_VERSION",
+        "v4",
+        "fingerprint.com Server API generation: v4 or v3",
+    ),
+    (
+        "FINGERPRINT_REGION",
+        "global",
+        "fingerprint.com region: global, eu or ap",
+    ),
+    (
+        "FINGERPRINT_API_BASE_URL",
+        "",
+        "overrides the region's base URL (proxy, tests)",
+    ),
+    (
+        "STYTCH_PROJECT_ID",
+        "",
+        "Stytch project id; unset disables StytchService",
+    ),
+    (
+        "STYTCH_SECRET",
+        "",
+        "Stytch secret; unset disables StytchService",
+    ),
+    (
+        "STYTCH_API_BASE_URL",
+        DEFAULT_STYTCH_BASE_URL,
+        "Stytch DFP base URL",
+    ),
+    (
+        "GATEWAY_UPSTREAM_TIMEOUT",
+        "10s",
+        "time allowed for one upstream HTTP call",
+    ),
+    (
+        "GATEWAY_MAX_BODY_BYTES",
+        "8388608",
+        "largest upstream answer body accepted",
+    ),
+    (
+        "GATEWAY_CACHE_MAX_BYTES",
+        "67108864",
+        "cache size bound in bytes (0 disables the cache)",
+    ),
+    (
+        "GATEWAY_CACHE_TTL_GET_EVENT",
+        "300s",
+        "cache TTL of GetEvent answers",
+    ),
+    (
+        "GATEWAY_CACHE_TTL_GET_VISITS",
+        "30s",
+        "cache TTL of GetVisits answers",
+    ),
+    (
+        "GATEWAY_CACHE_TTL_SEARCH_EVENTS",
+        "30s",
+        "cache TTL of SearchEvents answers",
+    ),
+    (
+        "GATEWAY_CACHE_TTL_LOOKUP_TELEMETRY",
+        "60s",
+        "cache TTL of LookupTelemetry answers",
+    ),
+    (
+        "GATEWAY_CACHE_TTL_LIST_RULES",
+        "30s",
+        "cache TTL of ListRules answers",
+    ),
+    (
+        "GATEWAY_CACHE_TTL_LIST_VERDICT_REASONS",
+        "60s",
+        "cache TTL of ListVerdictReasons answers",
+    ),
+    (
+        "GATEWAY_CACHE_TTL_NOT_FOUND",
+        "5s",
+        "cache TTL of NOT_FOUND answers",
+    ),
+    (
+        "GATEWAY_SHUTDOWN_GRACE",
+        "20s",
+        "time in-flight RPCs get to finish after SIGTERM/SIGINT",
+    ),
+    (
+        "GATEWAY_LOG_FORMAT",
+        "text",
+        "log format: text or json (filter with RUST_LOG)",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "",
+        "OTLP/gRPC collector; unset disables trace export",
+    ),
+    (
+        "OTEL_SERVICE_NAME",
+        "fingerprint-gateway",
+        "service.name of exported spans",
+    ),
 ];
 
 /// A configuration problem, reported before any port is bound.
@@ -286,8 +378,18 @@ impl Config {
                 project_id: project_id.trim().to_owned(),
                 secret: Secret::new(secret.trim()),
             }),
-            (Some(_), None) => return Err(invalid("STYTCH_SECRET", "must be set with STYTCH_PROJECT_ID")),
-            (None, Some(_)) => return Err(invalid("STYTCH_PROJECT_ID", "must be set with STYTCH_SECRET")),
+            (Some(_), None) => {
+                return Err(invalid(
+                    "STYTCH_SECRET",
+                    "must be set with STYTCH_PROJECT_ID",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "STYTCH_PROJECT_ID",
+                    "must be set with STYTCH_SECRET",
+                ));
+            }
             (None, None) => None,
         };
         let cache = CacheConfig {
@@ -302,7 +404,10 @@ impl Config {
         };
         let upstream_timeout = duration(get, "GATEWAY_UPSTREAM_TIMEOUT", "10s")?;
         if upstream_timeout.is_zero() {
-            return Err(invalid("GATEWAY_UPSTREAM_TIMEOUT", "must be greater than zero"));
+            return Err(invalid(
+                "GATEWAY_UPSTREAM_TIMEOUT",
+                "must be greater than zero",
+            ));
         }
         let max_body_bytes = parse_with(get, "GATEWAY_MAX_BODY_BYTES", "8388608", parse_num)?;
         if max_body_bytes < 1024 {
@@ -362,10 +467,12 @@ fn parse_bool(
     default: bool,
 ) -> Result<bool, ConfigError> {
     let default = if default { "true" } else { "false" };
-    parse_with(get, name, default, |s| match s.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        other => Err(format!("expected true or false, got {other:?}")),
+    parse_with(get, name, default, |s| {
+        match s.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            other => Err(format!("expected true or false, got {other:?}")),
+        }
     })
 }
 
@@ -394,7 +501,10 @@ fn parse_url(name: &'static str, raw: &str) -> Result<Url, ConfigError> {
         return Err(invalid(name, "must be an http or https URL"));
     }
     if url.cannot_be_a_base() || url.query().is_some() || url.fragment().is_some() {
-        return Err(invalid(name, "must be a base URL without query or fragment"));
+        return Err(invalid(
+            name,
+            "must be a base URL without query or fragment",
+        ));
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(invalid(name, "must not carry credentials"));
@@ -408,10 +518,12 @@ fn read_file(path: &PathBuf) -> Result<HashMap<&'static str, String>, ConfigErro
         path: path.clone(),
         reason: e.to_string(),
     })?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::File {
-        path: path.clone(),
-        reason: e.message().to_owned(),
-    })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::File {
+            path: path.clone(),
+            reason: e.message().to_owned(),
+        })?;
     let mut out = HashMap::new();
     for (key, value) in table {
         let Some(name) = SETTINGS
@@ -469,7 +581,11 @@ mod tests {
 
     #[test]
     fn region_picks_the_base_url_and_secret_is_redacted() {
-        let c = load(&[("FINGERPRINT_SECRET_API_KEY", "sk_live"), ("FINGERPRINT_REGION", "eu")]).unwrap();
+        let c = load(&[
+            ("FINGERPRINT_SECRET_API_KEY", "sk_live"),
+            ("FINGERPRINT_REGION", "eu"),
+        ])
+        .unwrap();
         let fp = c.fingerprint.unwrap();
         assert_eq!(fp.base_url.as_str(), "https://eu.api.fpjs.io/");
         assert_eq!(fp.generation, Generation::V4);
@@ -479,9 +595,19 @@ mod tests {
     #[test]
     fn bad_values_name_the_setting() {
         let err = load(&[("GATEWAY_SANDBOX", "1"), ("FINGERPRINT_API_VERSION", "v5")]).unwrap_err();
-        assert!(err.to_string().starts_with("FINGERPRINT_API_VERSION"), "{err}");
-        let err = load(&[("GATEWAY_SANDBOX", "1"), ("GATEWAY_UPSTREAM_TIMEOUT", "soon")]).unwrap_err();
-        assert!(err.to_string().starts_with("GATEWAY_UPSTREAM_TIMEOUT"), "{err}");
+        assert!(
+            err.to_string().starts_with("FINGERPRINT_API_VERSION"),
+            "{err}"
+        );
+        let err = load(&[
+            ("GATEWAY_SANDBOX", "1"),
+            ("GATEWAY_UPSTREAM_TIMEOUT", "soon"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("GATEWAY_UPSTREAM_TIMEOUT"),
+            "{err}"
+        );
         let err = load(&[("STYTCH_PROJECT_ID", "p")]).unwrap_err();
         assert!(err.to_string().starts_with("STYTCH_SECRET"), "{err}");
     }
@@ -501,10 +627,20 @@ mod tests {
         .unwrap();
         assert_eq!(c.listen.port(), 3);
         assert!(c.sandbox);
-        let c = Config::load(&Sources { flags: HashMap::new(), env: &env, file: Some(path.clone()) }).unwrap();
+        let c = Config::load(&Sources {
+            flags: HashMap::new(),
+            env: &env,
+            file: Some(path.clone()),
+        })
+        .unwrap();
         assert_eq!(c.listen.port(), 2);
         std::fs::write(&path, "gateway_sandbx = true\n").unwrap();
-        let err = Config::load(&Sources { flags: HashMap::new(), env: &env, file: Some(path) }).unwrap_err();
+        let err = Config::load(&Sources {
+            flags: HashMap::new(),
+            env: &env,
+            file: Some(path),
+        })
+        .unwrap_err();
         assert!(matches!(err, ConfigError::UnknownKey { .. }), "{err}");
     }
 }

@@ -123,7 +123,9 @@ impl Upstream {
     /// The settings an operator checks when the upstream rejects the gateway's credentials.
     fn credential_settings(self) -> &'static str {
         match self {
-            Self::Fingerprint => "FINGERPRINT_SECRET_API_KEY and FINGERPRINT_REGION (or FINGERPRINT_API_BASE_URL)",
+            Self::Fingerprint => {
+                "FINGERPRINT_SECRET_API_KEY and FINGERPRINT_REGION (or FINGERPRINT_API_BASE_URL)"
+            }
             Self::Stytch => "STYTCH_PROJECT_ID and STYTCH_SECRET (or STYTCH_API_BASE_URL)",
         }
     }
@@ -257,7 +259,11 @@ impl Error {
                 (Code::Unavailable, self.to_string())
             }
             Self::TooLarge { upstream, .. } => {
-                details.set_error_info("UPSTREAM_BODY_TOO_LARGE", upstream.domain(), HashMap::new());
+                details.set_error_info(
+                    "UPSTREAM_BODY_TOO_LARGE",
+                    upstream.domain(),
+                    HashMap::new(),
+                );
                 (Code::Internal, self.to_string())
             }
             Self::NotJson {
@@ -339,7 +345,10 @@ fn api_status(api: &ApiError, mut details: ErrorDetails) -> Status {
 fn log(err: &Error, code: Code) {
     match code {
         Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition
-            if matches!(err, Error::InvalidArgument { .. } | Error::Unsupported { .. }) =>
+            if matches!(
+                err,
+                Error::InvalidArgument { .. } | Error::Unsupported { .. }
+            ) =>
         {
             tracing::debug!(error = %err, "rejected request");
         }
@@ -349,7 +358,9 @@ fn log(err: &Error, code: Code) {
 
 fn log_api(api: &ApiError, code: Code) {
     match code {
-        Code::InvalidArgument | Code::NotFound => tracing::debug!(error = %api, "upstream refused request"),
+        Code::InvalidArgument | Code::NotFound => {
+            tracing::debug!(error = %api, "upstream refused request")
+        }
         _ => tracing::warn!(error = %api, ?code, "upstream error"),
     }
 }

@@ -83,8 +83,14 @@ async fn run(cli: Cli) -> ExitCode {
         }
     }
     let env = |name: &str| std::env::var(name).ok();
-    let file = cli.config.or_else(|| std::env::var_os("GATEWAY_CONFIG").map(PathBuf::from));
-    let config = match Config::load(&Sources { flags, env: &env, file }) {
+    let file = cli
+        .config
+        .or_else(|| std::env::var_os("GATEWAY_CONFIG").map(PathBuf::from));
+    let config = match Config::load(&Sources {
+        flags,
+        env: &env,
+        file,
+    }) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("fingerprint-gateway: {e}");

@@ -1,5 +1,11 @@
 //! Code generated from `proto/` by `build.rs`: the `fingerprint.gateway.v1` package.
-#![allow(missing_docs, clippy::all, clippy::pedantic, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    missing_docs,
+    clippy::all,
+    clippy::pedantic,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 /// The `fingerprint.gateway.v1` package.
 pub mod v1 {

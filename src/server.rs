@@ -13,7 +13,10 @@ use crate::cache::Cache;
 use crate::config::{Config, FingerprintConfig, Secret, StytchConfig};
 use crate::proto::{
     self,
-    v1::{fingerprint_service_server::FingerprintServiceServer, stytch_service_server::StytchServiceServer},
+    v1::{
+        fingerprint_service_server::FingerprintServiceServer,
+        stytch_service_server::StytchServiceServer,
+    },
 };
 use crate::sandbox::{Credentials, Sandbox};
 use crate::service::{fingerprint::FingerprintApi, stytch::StytchApi};
@@ -68,7 +71,10 @@ pub async fn serve(
         .map(|c| FingerprintClient::new(http.clone(), c))
         .transpose()
         .map_err(ServeError::Credentials)?;
-    let stytch = config.stytch.clone().map(|c| StytchClient::new(http.clone(), c));
+    let stytch = config
+        .stytch
+        .clone()
+        .map(|c| StytchClient::new(http.clone(), c));
     let cache = Cache::new(config.cache.max_bytes);
     let fingerprint_api = FingerprintApi::new(fingerprint, cache.clone(), config.cache.clone());
     let stytch_api = StytchApi::new(stytch, cache, config.cache.clone());
@@ -84,7 +90,9 @@ pub async fn serve(
         };
         health.set_service_status(*name, status).await;
     }
-    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -101,7 +109,10 @@ pub async fn serve(
     let health_on_stop = health.clone();
     let on_signal = async move {
         shutdown.await;
-        tracing::info!(?grace, "shutting down: health NOT_SERVING, draining in-flight calls");
+        tracing::info!(
+            ?grace,
+            "shutting down: health NOT_SERVING, draining in-flight calls"
+        );
         health_on_stop
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;

@@ -15,7 +15,10 @@ use fingerprint_gateway::{
     convert::v3::v4_name,
     proto::{
         FILE_DESCRIPTOR_SET,
-        v1::{GetEventRequest, GetVisitsRequest, ListRulesRequest, ListVerdictReasonsRequest, LookupTelemetryRequest, SearchEventsRequest},
+        v1::{
+            GetEventRequest, GetVisitsRequest, ListRulesRequest, ListVerdictReasonsRequest,
+            LookupTelemetryRequest, SearchEventsRequest,
+        },
     },
     sandbox::Scripted,
 };
@@ -88,7 +91,10 @@ fn collect_answer(v: &Json, path: &mut Vec<String>, out: &mut AnswerLeaves) {
 /// The key a boolean leaf is known by: its own name, or for v3's `{"data": {"result": b}}`
 /// (and raw attributes' `{"value": b}`) the name of the signal that holds it.
 fn bool_key(path: &[String]) -> String {
-    let mut rev = path.iter().rev().filter(|k| !matches!(k.as_str(), "data" | "value"));
+    let mut rev = path
+        .iter()
+        .rev()
+        .filter(|k| !matches!(k.as_str(), "data" | "value"));
     let own = rev.next().cloned().unwrap_or_default();
     let key = if own == "result" {
         let product = rev.next().cloned().unwrap_or_default();
@@ -97,7 +103,8 @@ fn bool_key(path: &[String]) -> String {
         snake(&own)
     };
     // v3 `datacenter.result` is v4 `datacenter_result`.
-    key.strip_suffix("_result").map_or(key.clone(), str::to_owned)
+    key.strip_suffix("_result")
+        .map_or(key.clone(), str::to_owned)
 }
 
 /// Leaves the gateway drops on purpose, each for a documented reason.
@@ -136,7 +143,7 @@ fn check_leaves(upstream: &Json, answer: &Json, what: &str) {
             }
             Json::Number(n) => {
                 let n = n.as_f64().unwrap();
-                leaves.numbers.iter().any(|x| *x == n)
+                leaves.numbers.contains(&n)
             }
             Json::Bool(b) => leaves.bools.contains(&(bool_key(path), *b)),
             _ => true,
@@ -145,7 +152,12 @@ fn check_leaves(upstream: &Json, answer: &Json, what: &str) {
             missing.push(format!("{} = {v}", path.join(".")));
         }
     });
-    assert!(missing.is_empty(), "{what}: the answer lost {} upstream values:\n{}\nanswer: {answer:#}", missing.len(), missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "{what}: the answer lost {} upstream values:\n{}\nanswer: {answer:#}",
+        missing.len(),
+        missing.join("\n")
+    );
 }
 
 fn walk(v: &Json, path: &mut Vec<String>, f: &mut dyn FnMut(&[String], &Json)) {
@@ -167,8 +179,12 @@ fn to_json<M: prost::Message>(message: &M, full_name: &str) -> Json {
     let pool = DescriptorPool::decode(FILE_DESCRIPTOR_SET).unwrap();
     let desc = pool.get_message_by_name(full_name).unwrap();
     let dynamic = DynamicMessage::decode(desc, message.encode_to_vec().as_slice()).unwrap();
-    let options = SerializeOptions::new().use_proto_field_name(true).stringify_64_bit_integers(false);
-    dynamic.serialize_with_options(serde_json::value::Serializer, &options).unwrap()
+    let options = SerializeOptions::new()
+        .use_proto_field_name(true)
+        .stringify_64_bit_integers(false);
+    dynamic
+        .serialize_with_options(serde_json::value::Serializer, &options)
+        .unwrap()
 }
 
 fn read(path: &Path) -> (String, Json) {
@@ -203,9 +219,23 @@ async fn v4_event_examples_lose_nothing() {
         }
         let (text, json) = read(&path);
         h.sandbox.control.script(Scripted::json(200, text));
-        let req = GetEventRequest { event_id: format!("fixture-{seen}"), ..Default::default() };
-        let answer = h.fingerprint().get_event(req).await.unwrap().into_inner().event.unwrap();
-        check_leaves(&json, &to_json(&answer, "fingerprint.gateway.v1.Event"), &name);
+        let req = GetEventRequest {
+            event_id: format!("fixture-{seen}"),
+            ..Default::default()
+        };
+        let answer = h
+            .fingerprint()
+            .get_event(req)
+            .await
+            .unwrap()
+            .into_inner()
+            .event
+            .unwrap();
+        check_leaves(
+            &json,
+            &to_json(&answer, "fingerprint.gateway.v1.Event"),
+            &name,
+        );
         seen += 1;
     }
     assert!(seen >= 2, "found {seen} v4 event examples");
@@ -216,10 +246,24 @@ async fn v4_event_examples_lose_nothing() {
 async fn v4_unknown_members_reach_the_caller_in_unmapped() {
     let Some(fx) = common::fixtures() else { return };
     let h = Harness::start().await;
-    let (text, _) = read(&fx.join("fingerprint/v4/paths/examples/events/get_event_200_with_unknown_field.json"));
+    let (text, _) = read(
+        &fx.join("fingerprint/v4/paths/examples/events/get_event_200_with_unknown_field.json"),
+    );
     h.sandbox.control.script(Scripted::json(200, text));
-    let answer = h.fingerprint().get_event(GetEventRequest { event_id: "u".into(), ..Default::default() }).await.unwrap().into_inner();
-    let unmapped = answer.event.unwrap().unmapped.expect("unknown members are passed through");
+    let answer = h
+        .fingerprint()
+        .get_event(GetEventRequest {
+            event_id: "u".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let unmapped = answer
+        .event
+        .unwrap()
+        .unmapped
+        .expect("unknown members are passed through");
     assert!(!unmapped.fields.is_empty());
     h.stop().await;
 }
@@ -228,11 +272,27 @@ async fn v4_unknown_members_reach_the_caller_in_unmapped() {
 async fn v4_search_example_loses_nothing() {
     let Some(fx) = common::fixtures() else { return };
     let h = Harness::start().await;
-    let (text, json) = read(&fx.join("fingerprint/v4/paths/examples/events/search/get_event_search_200.json"));
+    let (text, json) =
+        read(&fx.join("fingerprint/v4/paths/examples/events/search/get_event_search_200.json"));
     h.sandbox.control.script(Scripted::json(200, text));
-    let answer = h.fingerprint().search_events(SearchEventsRequest { limit: Some(10), ..Default::default() }).await.unwrap().into_inner();
-    assert_eq!(answer.events.len(), json["events"].as_array().unwrap().len());
-    check_leaves(&json, &to_json(&answer, "fingerprint.gateway.v1.SearchEventsResponse"), "v4 search");
+    let answer = h
+        .fingerprint()
+        .search_events(SearchEventsRequest {
+            limit: Some(10),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        answer.events.len(),
+        json["events"].as_array().unwrap().len()
+    );
+    check_leaves(
+        &json,
+        &to_json(&answer, "fingerprint.gateway.v1.SearchEventsResponse"),
+        "v4 search",
+    );
     h.stop().await;
 }
 
@@ -251,9 +311,23 @@ async fn v3_event_examples_lose_nothing() {
         }
         let (text, json) = read(&path);
         h.sandbox.control.script(Scripted::json(200, text));
-        let req = GetEventRequest { event_id: format!("fixture-{seen}"), ..Default::default() };
-        let answer = h.fingerprint().get_event(req).await.unwrap().into_inner().event.unwrap();
-        check_leaves(&json, &to_json(&answer, "fingerprint.gateway.v1.Event"), &name);
+        let req = GetEventRequest {
+            event_id: format!("fixture-{seen}"),
+            ..Default::default()
+        };
+        let answer = h
+            .fingerprint()
+            .get_event(req)
+            .await
+            .unwrap()
+            .into_inner()
+            .event
+            .unwrap();
+        check_leaves(
+            &json,
+            &to_json(&answer, "fingerprint.gateway.v1.Event"),
+            &name,
+        );
         seen += 1;
     }
     assert!(seen >= 5, "found {seen} v3 event examples");
@@ -266,8 +340,21 @@ async fn v3_signal_errors_reach_the_caller() {
     let h = Harness::start_with(Generation::V3, &[]).await;
     let (text, _) = read(&fx.join("fingerprint/v3/examples/get_event_200_botd_failed_error.json"));
     h.sandbox.control.script(Scripted::json(200, text));
-    let e = h.fingerprint().get_event(GetEventRequest { event_id: "b".into(), ..Default::default() }).await.unwrap().into_inner().event.unwrap();
-    let err = e.signal_errors.get("bot").expect("botd error under its v4 name");
+    let e = h
+        .fingerprint()
+        .get_event(GetEventRequest {
+            event_id: "b".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .event
+        .unwrap();
+    let err = e
+        .signal_errors
+        .get("bot")
+        .expect("botd error under its v4 name");
     assert_eq!(err.code, "Failed");
     assert_eq!(e.bot_raw, "", "the failed signal itself is absent");
     h.stop().await;
@@ -279,16 +366,33 @@ async fn v3_search_and_visitors_examples_lose_nothing() {
     let h = Harness::start_with(Generation::V3, &[]).await;
     let (text, json) = read(&fx.join("fingerprint/v3/examples/get_event_search_200.json"));
     h.sandbox.control.script(Scripted::json(200, text));
-    let answer = h.fingerprint().search_events(SearchEventsRequest::default()).await.unwrap().into_inner();
-    check_leaves(&json, &to_json(&answer, "fingerprint.gateway.v1.SearchEventsResponse"), "v3 search");
+    let answer = h
+        .fingerprint()
+        .search_events(SearchEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    check_leaves(
+        &json,
+        &to_json(&answer, "fingerprint.gateway.v1.SearchEventsResponse"),
+        "v3 search",
+    );
 
     let (text, mut json) = read(&fx.join("fingerprint/v3/examples/get_visitors_200_limit_1.json"));
     h.sandbox.control.script(Scripted::json(200, text));
-    let req = GetVisitsRequest { visitor_id: "AcxioeQKffpXF8iGQK3P".into(), limit: Some(1), ..Default::default() };
+    let req = GetVisitsRequest {
+        visitor_id: "AcxioeQKffpXF8iGQK3P".into(),
+        limit: Some(1),
+        ..Default::default()
+    };
     let answer = h.fingerprint().get_visits(req).await.unwrap().into_inner();
     // `lastTimestamp` is v3's deprecated pagination cursor; `paginationKey` replaces it.
     json.as_object_mut().unwrap().remove("lastTimestamp");
-    check_leaves(&json, &to_json(&answer, "fingerprint.gateway.v1.GetVisitsResponse"), "v3 visitors");
+    check_leaves(
+        &json,
+        &to_json(&answer, "fingerprint.gateway.v1.GetVisitsResponse"),
+        "v3 visitors",
+    );
     h.stop().await;
 }
 
@@ -312,13 +416,32 @@ async fn stytch_examples_lose_nothing() {
         let (text, json) = read(&path);
         h.sandbox.control.script(Scripted::json(200, text));
         let answer = if name.starts_with("lookup_") {
-            let r = LookupTelemetryRequest { telemetry_id: format!("t-{seen}"), ..Default::default() };
-            to_json(&h.stytch().lookup_telemetry(r).await.unwrap().into_inner(), "fingerprint.gateway.v1.LookupTelemetryResponse")
+            let r = LookupTelemetryRequest {
+                telemetry_id: format!("t-{seen}"),
+                ..Default::default()
+            };
+            to_json(
+                &h.stytch().lookup_telemetry(r).await.unwrap().into_inner(),
+                "fingerprint.gateway.v1.LookupTelemetryResponse",
+            )
         } else if name.starts_with("rules_list_200") {
-            let r = ListRulesRequest { limit: Some(u32::try_from(seen + 1).unwrap()), ..Default::default() };
-            to_json(&h.stytch().list_rules(r).await.unwrap().into_inner(), "fingerprint.gateway.v1.ListRulesResponse")
+            let r = ListRulesRequest {
+                limit: Some(u32::try_from(seen + 1).unwrap()),
+                ..Default::default()
+            };
+            to_json(
+                &h.stytch().list_rules(r).await.unwrap().into_inner(),
+                "fingerprint.gateway.v1.ListRulesResponse",
+            )
         } else {
-            to_json(&h.stytch().list_verdict_reasons(ListVerdictReasonsRequest::default()).await.unwrap().into_inner(), "fingerprint.gateway.v1.ListVerdictReasonsResponse")
+            to_json(
+                &h.stytch()
+                    .list_verdict_reasons(ListVerdictReasonsRequest::default())
+                    .await
+                    .unwrap()
+                    .into_inner(),
+                "fingerprint.gateway.v1.ListVerdictReasonsResponse",
+            )
         };
         check_leaves(&json, &answer, &name);
         seen += 1;
@@ -353,23 +476,45 @@ async fn check_error_examples(h: &Harness, files: Vec<std::path::PathBuf>, stytc
         let status: u16 = if stytch {
             json["status_code"].as_u64().unwrap() as u16
         } else {
-            name.split(|c: char| !c.is_ascii_digit()).find(|s| s.len() == 3).and_then(|s| s.parse().ok()).unwrap()
+            name.split(|c: char| !c.is_ascii_digit())
+                .find(|s| s.len() == 3)
+                .and_then(|s| s.parse().ok())
+                .unwrap()
         };
         let code = if stytch {
             json["error_type"].as_str().unwrap_or_default().to_owned()
         } else {
-            json["error"]["code"].as_str().unwrap_or_default().to_owned()
+            json["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
         };
         h.sandbox.control.script(Scripted::json(status, text));
         let err = if stytch {
-            let r = LookupTelemetryRequest { telemetry_id: format!("err-{seen}"), ..Default::default() };
+            let r = LookupTelemetryRequest {
+                telemetry_id: format!("err-{seen}"),
+                ..Default::default()
+            };
             h.stytch().lookup_telemetry(r).await.unwrap_err()
         } else {
-            h.fingerprint().get_event(GetEventRequest { event_id: format!("err-{seen}"), ..Default::default() }).await.unwrap_err()
+            h.fingerprint()
+                .get_event(GetEventRequest {
+                    event_id: format!("err-{seen}"),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err()
         };
-        assert_eq!(err.code(), expected_code(status, &code), "{name}: {}", err.message());
+        assert_eq!(
+            err.code(),
+            expected_code(status, &code),
+            "{name}: {}",
+            err.message()
+        );
         let d = details(&err);
-        let info = d.error_info().unwrap_or_else(|| panic!("{name}: ErrorInfo"));
+        let info = d
+            .error_info()
+            .unwrap_or_else(|| panic!("{name}: ErrorInfo"));
         if !code.is_empty() {
             assert_eq!(info.reason, code, "{name}");
         }
@@ -377,7 +522,11 @@ async fn check_error_examples(h: &Harness, files: Vec<std::path::PathBuf>, stytc
             assert!(err.code() == Code::ResourceExhausted);
         }
         if stytch {
-            assert_eq!(d.request_info().map(|r| r.request_id.clone()), json["request_id"].as_str().map(str::to_owned), "{name}");
+            assert_eq!(
+                d.request_info().map(|r| r.request_id.clone()),
+                json["request_id"].as_str().map(str::to_owned),
+                "{name}"
+            );
         }
         seen += 1;
     }
@@ -405,7 +554,9 @@ async fn every_error_example_maps_to_its_status() {
     h.stop().await;
     let h = Harness::start_with(Generation::V3, &[]).await;
     let mut v3 = files_in(&fx.join("fingerprint/v3/examples/errors"), |_| true);
-    v3.extend(files_in(&fx.join("fingerprint/v3/examples"), |n| n.starts_with("get_visitors_4")));
+    v3.extend(files_in(&fx.join("fingerprint/v3/examples"), |n| {
+        n.starts_with("get_visitors_4")
+    }));
     assert!(check_error_examples(&h, v3, false).await >= 20);
     h.stop().await;
 }

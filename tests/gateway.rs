@@ -1,5 +1,5 @@
 //! The gateway end to end: real server, real tonic client, the sandbox as upstream.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -19,7 +19,10 @@ use tonic::Code;
 const KEY: &str = "sandbox-fingerprint-secret-key";
 
 fn event(id: &str) -> GetEventRequest {
-    GetEventRequest { event_id: id.to_owned(), ..Default::default() }
+    GetEventRequest {
+        event_id: id.to_owned(),
+        ..Default::default()
+    }
 }
 
 #[tokio::test]
@@ -33,7 +36,11 @@ async fn get_event_is_typed_and_second_call_is_a_cache_hit() {
     assert_eq!(e.timestamp.unwrap().seconds, 1_770_000_000);
     assert_eq!(e.identification.as_ref().unwrap().visitor_id.len(), 20);
     assert_ne!(e.bot, BotResult::Unspecified as i32);
-    assert!(e.unmapped.is_none(), "sandbox events are fully modelled: {:?}", e.unmapped);
+    assert!(
+        e.unmapped.is_none(),
+        "sandbox events are fully modelled: {:?}",
+        e.unmapped
+    );
     let second = fp.get_event(event("1770000000000.abcdef")).await.unwrap();
     assert_eq!(cache_of(&second), "hit");
     assert_eq!(h.upstream_requests().len(), 1);
@@ -48,7 +55,11 @@ async fn v4_request_carries_bearer_key_in_header_only() {
     let r = &reqs[0];
     assert_eq!(r.path, "/v4/events/evt-1");
     assert!(!r.query.contains(KEY) && !r.path.contains(KEY));
-    let auth = r.headers.iter().find(|(k, _)| k == "authorization").unwrap();
+    let auth = r
+        .headers
+        .iter()
+        .find(|(k, _)| k == "authorization")
+        .unwrap();
     assert_eq!(auth.1, format!("Bearer {KEY}"));
     h.stop().await;
 }
@@ -59,7 +70,11 @@ async fn v3_request_uses_auth_api_key_header() {
     h.fingerprint().get_event(event("evt-1")).await.unwrap();
     let r = &h.upstream_requests()[0];
     assert_eq!(r.path, "/events/evt-1");
-    assert!(r.headers.iter().any(|(k, v)| k == "auth-api-key" && v == KEY));
+    assert!(
+        r.headers
+            .iter()
+            .any(|(k, v)| k == "auth-api-key" && v == KEY)
+    );
     assert!(!r.headers.iter().any(|(k, _)| k == "authorization"));
     h.stop().await;
 }
@@ -68,9 +83,28 @@ async fn v3_request_uses_auth_api_key_header() {
 async fn same_event_through_v3_and_v4_is_the_same_answer() {
     let v4 = Harness::start_with(Generation::V4, &[]).await;
     let v3 = Harness::start_with(Generation::V3, &[]).await;
-    for id in ["1770000000000.abcdef", "1771234567890.Zz9Yy8", "any-id-42", "1775555555555.qwerty"] {
-        let mut a = v4.fingerprint().get_event(event(id)).await.unwrap().into_inner().event.unwrap();
-        let b = v3.fingerprint().get_event(event(id)).await.unwrap().into_inner().event.unwrap();
+    for id in [
+        "1770000000000.abcdef",
+        "1771234567890.Zz9Yy8",
+        "any-id-42",
+        "1775555555555.qwerty",
+    ] {
+        let mut a = v4
+            .fingerprint()
+            .get_event(event(id))
+            .await
+            .unwrap()
+            .into_inner()
+            .event
+            .unwrap();
+        let b = v3
+            .fingerprint()
+            .get_event(event(id))
+            .await
+            .unwrap()
+            .into_inner()
+            .event
+            .unwrap();
         // v3 has no `source` or `incremental_identification_status`: the only v4-only data here.
         a.source = None;
         a.incremental_identification_status = None;
@@ -89,7 +123,11 @@ async fn get_visits_pages_v4_for_the_caller() {
         .map(|i| format!("visitor{i:03}xxxxxxxxxxxxx"))
         .find(|v| fingerprint_gateway::sandbox::data::visit_count(v) > 160)
         .unwrap();
-    let r = GetVisitsRequest { visitor_id: visitor.clone(), limit: Some(150), ..Default::default() };
+    let r = GetVisitsRequest {
+        visitor_id: visitor.clone(),
+        limit: Some(150),
+        ..Default::default()
+    };
     let answer = h.fingerprint().get_visits(r).await.unwrap().into_inner();
     assert_eq!(answer.visits.len(), 150);
     assert_eq!(answer.visitor_id, visitor);
@@ -100,13 +138,22 @@ async fn get_visits_pages_v4_for_the_caller() {
     assert!(reqs[1].query.contains("limit=50"));
     assert!(reqs.iter().all(|r| r.path == "/v4/events"));
     // Newest first, no duplicates across the upstream pages.
-    let stamps: Vec<i64> = answer.visits.iter().map(|v| v.timestamp.unwrap().seconds).collect();
+    let stamps: Vec<i64> = answer
+        .visits
+        .iter()
+        .map(|v| v.timestamp.unwrap().seconds)
+        .collect();
     assert!(stamps.windows(2).all(|w| w[0] >= w[1]));
     let mut ids: Vec<&str> = answer.visits.iter().map(|v| v.event_id.as_str()).collect();
     ids.dedup();
     assert_eq!(ids.len(), 150);
     // The key continues where the answer stopped.
-    let next = GetVisitsRequest { visitor_id: visitor, limit: Some(5), pagination_key: answer.pagination_key, ..Default::default() };
+    let next = GetVisitsRequest {
+        visitor_id: visitor,
+        limit: Some(5),
+        pagination_key: answer.pagination_key,
+        ..Default::default()
+    };
     let page2 = h.fingerprint().get_visits(next).await.unwrap().into_inner();
     assert!(page2.visits[0].timestamp.unwrap().seconds <= stamps[149]);
     h.stop().await;
@@ -115,10 +162,20 @@ async fn get_visits_pages_v4_for_the_caller() {
 #[tokio::test]
 async fn get_visits_v3_uses_visitors_endpoint() {
     let h = Harness::start_with(Generation::V3, &[]).await;
-    let r = GetVisitsRequest { visitor_id: "visitorABCDEFGHIJKLMN".into(), limit: Some(3), linked_id: "order-1".into(), ..Default::default() };
+    let r = GetVisitsRequest {
+        visitor_id: "visitorABCDEFGHIJKLMN".into(),
+        limit: Some(3),
+        linked_id: "order-1".into(),
+        ..Default::default()
+    };
     let answer = h.fingerprint().get_visits(r).await.unwrap().into_inner();
     assert_eq!(answer.visits.len(), 3);
-    assert!(answer.visits.iter().all(|v| v.identification.as_ref().unwrap().visitor_id == "visitorABCDEFGHIJKLMN"));
+    assert!(
+        answer
+            .visits
+            .iter()
+            .all(|v| v.identification.as_ref().unwrap().visitor_id == "visitorABCDEFGHIJKLMN")
+    );
     let req = &h.upstream_requests()[0];
     assert_eq!(req.path, "/visitors/visitorABCDEFGHIJKLMN");
     assert!(req.query.contains("limit=3") && req.query.contains("linked_id=order-1"));
@@ -136,14 +193,29 @@ async fn search_events_translates_filters() {
         vpn: Some(true),
         ip_address: "10.0.0.0/24".into(),
         bot_info_category: vec!["ai_agent".into(), "crawler".into()],
-        start: Some(prost_types::Timestamp { seconds: 1_767_225_600, nanos: 0 }),
+        start: Some(prost_types::Timestamp {
+            seconds: 1_767_225_600,
+            nanos: 0,
+        }),
         ..Default::default()
     };
     let answer = h.fingerprint().search_events(r).await.unwrap().into_inner();
     assert_eq!(answer.events.len(), 7);
-    assert!(answer.events.iter().all(|e| e.suspect == Some(false)), "false is a value, kept");
+    assert!(
+        answer.events.iter().all(|e| e.suspect == Some(false)),
+        "false is a value, kept"
+    );
     let q = &h.upstream_requests()[0].query;
-    for part in ["limit=7", "bot=bad", "suspect=false", "vpn=true", "ip_address=10.0.0.0%2F24", "bot_info_category=ai_agent", "bot_info_category=crawler", "start=2026-01-01T00%3A00%3A00Z"] {
+    for part in [
+        "limit=7",
+        "bot=bad",
+        "suspect=false",
+        "vpn=true",
+        "ip_address=10.0.0.0%2F24",
+        "bot_info_category=ai_agent",
+        "bot_info_category=crawler",
+        "start=2026-01-01T00%3A00%3A00Z",
+    ] {
         assert!(q.contains(part), "{part} in {q}");
     }
     h.stop().await;
@@ -152,7 +224,10 @@ async fn search_events_translates_filters() {
 #[tokio::test]
 async fn filters_the_generation_lacks_are_failed_precondition() {
     let h = Harness::start_with(Generation::V3, &[]).await;
-    let r = SearchEventsRequest { asn: "64500".into(), ..Default::default() };
+    let r = SearchEventsRequest {
+        asn: "64500".into(),
+        ..Default::default()
+    };
     let err = h.fingerprint().search_events(r).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains("asn"), "{}", err.message());
@@ -164,35 +239,87 @@ async fn filters_the_generation_lacks_are_failed_precondition() {
 async fn hostile_and_malformed_inputs_are_invalid_argument_before_any_upstream_call() {
     let h = Harness::start().await;
     let mut fp = h.fingerprint();
-    for id in ["", "../../v4/visitors/x", "a?b=c", "a#frag", "a%2Fb", "line\nbreak", "tab\there", "nul\0", &"x".repeat(300)] {
+    for id in [
+        "",
+        "../../v4/visitors/x",
+        "a?b=c",
+        "a#frag",
+        "a%2Fb",
+        "line\nbreak",
+        "tab\there",
+        "nul\0",
+        &"x".repeat(300),
+    ] {
         let err = fp.get_event(event(id)).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{id:?}");
         assert!(err.message().contains("event_id"), "{}", err.message());
-        let bad = details(&err).bad_request().unwrap().field_violations[0].field.clone();
+        let bad = details(&err).bad_request().unwrap().field_violations[0]
+            .field
+            .clone();
         assert_eq!(bad, "event_id");
     }
-    let err = fp.get_visits(GetVisitsRequest { visitor_id: "v".into(), limit: Some(501), ..Default::default() }).await.unwrap_err();
+    let err = fp
+        .get_visits(GetVisitsRequest {
+            visitor_id: "v".into(),
+            limit: Some(501),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("limit"));
-    let err = fp.search_events(SearchEventsRequest { limit: Some(0), ..Default::default() }).await.unwrap_err();
+    let err = fp
+        .search_events(SearchEventsRequest {
+            limit: Some(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
     assert!(err.message().contains("limit"));
-    let err = fp.search_events(SearchEventsRequest { bot: "evil".into(), ..Default::default() }).await.unwrap_err();
+    let err = fp
+        .search_events(SearchEventsRequest {
+            bot: "evil".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
     assert!(err.message().contains("bot"));
-    let err = fp.search_events(SearchEventsRequest { ip_address: "999.1.1.1".into(), ..Default::default() }).await.unwrap_err();
+    let err = fp
+        .search_events(SearchEventsRequest {
+            ip_address: "999.1.1.1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
     assert!(err.message().contains("ip_address"));
     let window = SearchEventsRequest {
-        start: Some(prost_types::Timestamp { seconds: 2_000_000_000, nanos: 0 }),
-        end: Some(prost_types::Timestamp { seconds: 1_000_000_000, nanos: 0 }),
+        start: Some(prost_types::Timestamp {
+            seconds: 2_000_000_000,
+            nanos: 0,
+        }),
+        end: Some(prost_types::Timestamp {
+            seconds: 1_000_000_000,
+            nanos: 0,
+        }),
         ..Default::default()
     };
-    assert_eq!(fp.search_events(window).await.unwrap_err().code(), Code::InvalidArgument);
+    assert_eq!(
+        fp.search_events(window).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
     let meta = LookupTelemetryRequest {
         telemetry_id: "t-1".into(),
-        external_metadata: Some(ExternalMetadata { external_id: Some("has space".into()), ..Default::default() }),
+        external_metadata: Some(ExternalMetadata {
+            external_id: Some("has space".into()),
+            ..Default::default()
+        }),
     };
     let err = h.stytch().lookup_telemetry(meta).await.unwrap_err();
     assert!(err.message().contains("external_metadata.external_id"));
-    assert!(h.upstream_requests().is_empty(), "nothing reached the upstream");
+    assert!(
+        h.upstream_requests().is_empty(),
+        "nothing reached the upstream"
+    );
     h.stop().await;
 }
 
@@ -208,13 +335,21 @@ async fn not_found_is_not_found_and_briefly_cached() {
     assert_eq!(info.domain, "api.fpjs.io");
     let again = fp.get_event(event("notfound-123")).await.unwrap_err();
     assert_eq!(again.code(), Code::NotFound);
-    assert_eq!(h.upstream_requests().len(), 1, "NOT_FOUND answered from cache");
+    assert_eq!(
+        h.upstream_requests().len(),
+        1,
+        "NOT_FOUND answered from cache"
+    );
     h.stop().await;
 }
 
 #[tokio::test]
 async fn not_found_ttl_is_short() {
-    let h = Harness::start_with(Generation::V4, &[("GATEWAY_CACHE_TTL_NOT_FOUND", "200ms".into())]).await;
+    let h = Harness::start_with(
+        Generation::V4,
+        &[("GATEWAY_CACHE_TTL_NOT_FOUND", "200ms".into())],
+    )
+    .await;
     let mut fp = h.fingerprint();
     fp.get_event(event("notfound-1")).await.unwrap_err();
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -231,7 +366,10 @@ async fn rate_limit_is_resource_exhausted_with_retry_info_and_not_cached() {
         let err = fp.get_event(event("ratelimit-1")).await.unwrap_err();
         assert_eq!(err.code(), Code::ResourceExhausted);
         let d = details(&err);
-        assert_eq!(d.retry_info().unwrap().retry_delay, Some(Duration::from_secs(7)));
+        assert_eq!(
+            d.retry_info().unwrap().retry_delay,
+            Some(Duration::from_secs(7))
+        );
         assert_eq!(d.error_info().unwrap().reason, "too_many_requests");
     }
     assert_eq!(h.upstream_requests().len(), 2, "errors are not cached");
@@ -250,25 +388,50 @@ async fn upstream_failures_map_to_clear_statuses() {
     let err = fp.get_event(event("slow-x")).await.unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded);
     // An HTML 200 is a broken upstream, not data.
-    h.sandbox.control.script(Scripted { content_type: "text/html".into(), ..Scripted::json(200, "<html>hi</html>") });
-    assert_eq!(fp.get_event(event("e1")).await.unwrap_err().code(), Code::Internal);
+    h.sandbox.control.script(Scripted {
+        content_type: "text/html".into(),
+        ..Scripted::json(200, "<html>hi</html>")
+    });
+    assert_eq!(
+        fp.get_event(event("e1")).await.unwrap_err().code(),
+        Code::Internal
+    );
     // 409 state_not_ready is retryable.
-    h.sandbox.control.script(Scripted::json(409, r#"{"error":{"code":"state_not_ready","message":"not ready"}}"#));
+    h.sandbox.control.script(Scripted::json(
+        409,
+        r#"{"error":{"code":"state_not_ready","message":"not ready"}}"#,
+    ));
     let err = fp.get_event(event("e2")).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);
     assert!(details(&err).retry_info().is_some());
     // A body over the limit is refused, not buffered.
-    h.sandbox.control.script(Scripted::json(200, format!("{{\"pad\":\"{}\"}}", "x".repeat(9 * 1024 * 1024))));
-    assert_eq!(fp.get_event(event("e3")).await.unwrap_err().code(), Code::Internal);
+    h.sandbox.control.script(Scripted::json(
+        200,
+        format!("{{\"pad\":\"{}\"}}", "x".repeat(9 * 1024 * 1024)),
+    ));
+    assert_eq!(
+        fp.get_event(event("e3")).await.unwrap_err().code(),
+        Code::Internal
+    );
     // A 404 with no JSON error is a wrong base URL: the operator's problem, not NOT_FOUND.
-    h.sandbox.control.script(Scripted { content_type: "text/plain".into(), ..Scripted::json(404, "404 page not found") });
-    assert_eq!(fp.get_event(event("e4")).await.unwrap_err().code(), Code::FailedPrecondition);
+    h.sandbox.control.script(Scripted {
+        content_type: "text/plain".into(),
+        ..Scripted::json(404, "404 page not found")
+    });
+    assert_eq!(
+        fp.get_event(event("e4")).await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
     h.stop().await;
 }
 
 #[tokio::test]
 async fn unreachable_upstream_is_unavailable() {
-    let sandbox = fingerprint_gateway::sandbox::Sandbox::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(), Default::default()).unwrap();
+    let sandbox = fingerprint_gateway::sandbox::Sandbox::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        Default::default(),
+    )
+    .unwrap();
     let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dead_url = format!("http://{}", dead.local_addr().unwrap());
     drop(dead);
@@ -283,32 +446,55 @@ async fn unreachable_upstream_is_unavailable() {
 #[tokio::test]
 async fn rejected_key_is_failed_precondition_and_never_leaks() {
     let secret = "sk_live_super_secret_value_123";
-    let h = Harness::start_with(Generation::V4, &[("FINGERPRINT_SECRET_API_KEY", secret.to_owned())]).await;
+    let h = Harness::start_with(
+        Generation::V4,
+        &[("FINGERPRINT_SECRET_API_KEY", secret.to_owned())],
+    )
+    .await;
     // The upstream echoes the key back in its message: the gateway must scrub it.
     h.sandbox.control.script(Scripted::json(403, format!(r#"{{"error":{{"code":"secret_api_key_not_found","message":"no workspace for {secret}"}}}}"#)));
     let err = h.fingerprint().get_event(event("e")).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
-    assert!(err.message().contains("FINGERPRINT_SECRET_API_KEY"), "{}", err.message());
+    assert!(
+        err.message().contains("FINGERPRINT_SECRET_API_KEY"),
+        "{}",
+        err.message()
+    );
     let everything = format!("{err:?} {:?}", details(&err));
     assert!(!everything.contains(secret), "{everything}");
     // And the sandbox's own check: a wrong key is refused the way the real API does.
     let err = h.fingerprint().get_event(event("e")).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
-    assert_eq!(details(&err).error_info().unwrap().reason, "secret_api_key_not_found");
+    assert_eq!(
+        details(&err).error_info().unwrap().reason,
+        "secret_api_key_not_found"
+    );
     h.stop().await;
 }
 
 #[tokio::test]
 async fn disabled_upstream_names_the_missing_setting() {
-    let sandbox = fingerprint_gateway::sandbox::Sandbox::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(), Default::default()).unwrap();
+    let sandbox = fingerprint_gateway::sandbox::Sandbox::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        Default::default(),
+    )
+    .unwrap();
     let settings: Vec<(&str, String)> = common::sandbox_settings(&sandbox, Generation::V4)
         .into_iter()
         .filter(|(k, _)| !k.starts_with("STYTCH_PROJECT") && !k.starts_with("STYTCH_SECRET"))
         .collect();
     let h = Harness::start_config(sandbox, common::config(&settings)).await;
-    let err = h.stytch().list_rules(ListRulesRequest::default()).await.unwrap_err();
+    let err = h
+        .stytch()
+        .list_rules(ListRulesRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
-    assert!(err.message().contains("STYTCH_PROJECT_ID"), "{}", err.message());
+    assert!(
+        err.message().contains("STYTCH_PROJECT_ID"),
+        "{}",
+        err.message()
+    );
     h.stop().await;
 }
 
@@ -326,13 +512,28 @@ async fn concurrent_misses_share_one_upstream_call() {
     for call in calls {
         answers.push(call.await.unwrap());
     }
-    let misses = answers.iter().filter(|a| cache_of(a.as_ref().unwrap()) == "miss").count();
+    let misses = answers
+        .iter()
+        .filter(|a| cache_of(a.as_ref().unwrap()) == "miss")
+        .count();
     assert_eq!(misses, 1);
-    assert_eq!(h.upstream_requests().len(), 1, "32 concurrent identical calls, one upstream request");
+    assert_eq!(
+        h.upstream_requests().len(),
+        1,
+        "32 concurrent identical calls, one upstream request"
+    );
     h.sandbox.control.set_delay(Duration::ZERO);
-    let again = h.fingerprint().get_event(event("1770000000000.shared")).await.unwrap();
+    let again = h
+        .fingerprint()
+        .get_event(event("1770000000000.shared"))
+        .await
+        .unwrap();
     assert_eq!(cache_of(&again), "hit");
-    assert_eq!(h.upstream_requests().len(), 1, "a repeat within the TTL makes no request");
+    assert_eq!(
+        h.upstream_requests().len(),
+        1,
+        "a repeat within the TTL makes no request"
+    );
     h.stop().await;
 }
 
@@ -351,10 +552,31 @@ async fn no_cache_metadata_bypasses_the_cache() {
 async fn cache_key_covers_every_field() {
     let h = Harness::start().await;
     let mut fp = h.fingerprint();
-    fp.search_events(SearchEventsRequest { limit: Some(2), ..Default::default() }).await.unwrap();
-    fp.search_events(SearchEventsRequest { limit: Some(2), reverse: Some(true), ..Default::default() }).await.unwrap();
-    fp.search_events(SearchEventsRequest { limit: Some(2), reverse: Some(false), ..Default::default() }).await.unwrap();
-    assert_eq!(h.upstream_requests().len(), 3, "absent, true and false are three requests");
+    fp.search_events(SearchEventsRequest {
+        limit: Some(2),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    fp.search_events(SearchEventsRequest {
+        limit: Some(2),
+        reverse: Some(true),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    fp.search_events(SearchEventsRequest {
+        limit: Some(2),
+        reverse: Some(false),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        h.upstream_requests().len(),
+        3,
+        "absent, true and false are three requests"
+    );
     h.stop().await;
 }
 
@@ -364,46 +586,100 @@ async fn stytch_lookup_rules_and_reasons() {
     let mut st = h.stytch();
     let req = LookupTelemetryRequest {
         telemetry_id: "bot-5f1c9a9e".into(),
-        external_metadata: Some(ExternalMetadata { external_id: Some("user-123".into()), user_action: Some("LOGIN".into()), ..Default::default() }),
+        external_metadata: Some(ExternalMetadata {
+            external_id: Some("user-123".into()),
+            user_action: Some("LOGIN".into()),
+            ..Default::default()
+        }),
     };
     let answer = st.lookup_telemetry(req).await.unwrap().into_inner();
     let verdict = answer.verdict.unwrap();
     assert_eq!(verdict.action, Action::Block as i32);
     assert_eq!(verdict.action_raw, "BLOCK");
     assert_eq!(verdict.is_authentic_device, Some(false), "false is present");
-    assert_eq!(answer.external_metadata.unwrap().external_id.as_deref(), Some("user-123"));
+    assert_eq!(
+        answer.external_metadata.unwrap().external_id.as_deref(),
+        Some("user-123")
+    );
     let r = &h.upstream_requests()[0];
     assert_eq!(r.method, "POST");
     assert_eq!(r.path, "/v1/fingerprint/lookup");
-    assert!(r.headers.iter().any(|(k, v)| k == "content-type" && v == "application/json"));
-    assert!(r.headers.iter().any(|(k, v)| k == "authorization" && v.starts_with("Basic ")));
+    assert!(
+        r.headers
+            .iter()
+            .any(|(k, v)| k == "content-type" && v == "application/json")
+    );
+    assert!(
+        r.headers
+            .iter()
+            .any(|(k, v)| k == "authorization" && v.starts_with("Basic "))
+    );
     let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-    assert_eq!(body, serde_json::json!({"telemetry_id": "bot-5f1c9a9e", "external_metadata": {"external_id": "user-123", "user_action": "LOGIN"}}));
+    assert_eq!(
+        body,
+        serde_json::json!({"telemetry_id": "bot-5f1c9a9e", "external_metadata": {"external_id": "user-123", "user_action": "LOGIN"}})
+    );
 
-    let page1 = st.list_rules(ListRulesRequest { limit: Some(2), cursor: String::new() }).await.unwrap().into_inner();
+    let page1 = st
+        .list_rules(ListRulesRequest {
+            limit: Some(2),
+            cursor: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(page1.rules.len(), 2);
     assert!(!page1.next_cursor.is_empty());
     let mut cursor = page1.next_cursor;
     let mut total = 2;
     while !cursor.is_empty() {
-        let page = st.list_rules(ListRulesRequest { limit: Some(2), cursor }).await.unwrap().into_inner();
+        let page = st
+            .list_rules(ListRulesRequest {
+                limit: Some(2),
+                cursor,
+            })
+            .await
+            .unwrap()
+            .into_inner();
         total += page.rules.len();
         cursor = page.next_cursor;
     }
     assert_eq!(total, 5, "null next_cursor ends the list");
-    let reasons = st.list_verdict_reasons(ListVerdictReasonsRequest { overrides_only: true }).await.unwrap().into_inner();
+    let reasons = st
+        .list_verdict_reasons(ListVerdictReasonsRequest {
+            overrides_only: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(reasons.verdict_reason_actions.len(), 1);
-    assert_eq!(reasons.verdict_reason_actions[0].override_action, Action::Allow as i32);
-    let err = st.lookup_telemetry(LookupTelemetryRequest { telemetry_id: "notfound-t".into(), ..Default::default() }).await.unwrap_err();
+    assert_eq!(
+        reasons.verdict_reason_actions[0].override_action,
+        Action::Allow as i32
+    );
+    let err = st
+        .lookup_telemetry(LookupTelemetryRequest {
+            telemetry_id: "notfound-t".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    assert!(details(&err).request_info().is_some(), "Stytch request id travels as RequestInfo");
+    assert!(
+        details(&err).request_info().is_some(),
+        "Stytch request id travels as RequestInfo"
+    );
     h.stop().await;
 }
 
 #[tokio::test]
 async fn stytch_rejected_credentials_are_failed_precondition() {
     let h = Harness::start_with(Generation::V4, &[("STYTCH_SECRET", "wrong-secret".into())]).await;
-    let err = h.stytch().list_verdict_reasons(ListVerdictReasonsRequest::default()).await.unwrap_err();
+    let err = h
+        .stytch()
+        .list_verdict_reasons(ListVerdictReasonsRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains("STYTCH_SECRET"));
     assert!(!format!("{err:?}").contains("wrong-secret"));

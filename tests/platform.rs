@@ -1,5 +1,5 @@
 //! What platforms expect: health, reflection, graceful shutdown.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -8,12 +8,16 @@ use std::time::Duration;
 use common::Harness;
 use fingerprint_gateway::{config::Generation, proto::v1::GetEventRequest};
 use tokio_stream::StreamExt;
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 async fn health(h: &Harness, service: &str) -> Result<i32, tonic::Status> {
     let mut client = HealthClient::new(h.channel.clone());
     client
-        .check(HealthCheckRequest { service: service.to_owned() })
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
         .await
         .map(|r| r.into_inner().status)
 }
@@ -23,53 +27,122 @@ async fn health_is_serving_overall_and_per_service() {
     let h = Harness::start().await;
     assert_eq!(health(&h, "").await.unwrap(), ServingStatus::Serving as i32);
     for s in fingerprint_gateway::server::SERVICE_NAMES {
-        assert_eq!(health(&h, s).await.unwrap(), ServingStatus::Serving as i32, "{s}");
+        assert_eq!(
+            health(&h, s).await.unwrap(),
+            ServingStatus::Serving as i32,
+            "{s}"
+        );
     }
-    assert_eq!(health(&h, "no.such.Service").await.unwrap_err().code(), tonic::Code::NotFound);
+    assert_eq!(
+        health(&h, "no.such.Service").await.unwrap_err().code(),
+        tonic::Code::NotFound
+    );
     h.stop().await;
 }
 
 #[tokio::test]
 async fn unconfigured_service_reports_not_serving() {
-    let sandbox = fingerprint_gateway::sandbox::Sandbox::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(), Default::default()).unwrap();
+    let sandbox = fingerprint_gateway::sandbox::Sandbox::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        Default::default(),
+    )
+    .unwrap();
     let settings: Vec<_> = common::sandbox_settings(&sandbox, Generation::V4)
         .into_iter()
         .filter(|(k, _)| *k != "FINGERPRINT_SECRET_API_KEY")
         .collect();
     let h = Harness::start_config(sandbox, common::config(&settings)).await;
     let fp = fingerprint_gateway::server::SERVICE_NAMES[0];
-    assert_eq!(health(&h, fp).await.unwrap(), ServingStatus::NotServing as i32);
+    assert_eq!(
+        health(&h, fp).await.unwrap(),
+        ServingStatus::NotServing as i32
+    );
     h.stop().await;
 }
 
-async fn reflect_v1(h: &Harness, req: tonic_reflection::pb::v1::server_reflection_request::MessageRequest) -> tonic_reflection::pb::v1::server_reflection_response::MessageResponse {
-    use tonic_reflection::pb::v1::{ServerReflectionRequest, server_reflection_client::ServerReflectionClient};
+async fn reflect_v1(
+    h: &Harness,
+    req: tonic_reflection::pb::v1::server_reflection_request::MessageRequest,
+) -> tonic_reflection::pb::v1::server_reflection_response::MessageResponse {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+    };
     let mut client = ServerReflectionClient::new(h.channel.clone());
-    let request = ServerReflectionRequest { host: String::new(), message_request: Some(req) };
-    let mut stream = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
-    stream.next().await.unwrap().unwrap().message_response.unwrap()
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(req),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    stream
+        .next()
+        .await
+        .unwrap()
+        .unwrap()
+        .message_response
+        .unwrap()
 }
 
 #[tokio::test]
 async fn reflection_v1_and_v1alpha_describe_the_api_and_error_details() {
-    use tonic_reflection::pb::v1::{server_reflection_request::MessageRequest, server_reflection_response::MessageResponse};
+    use tonic_reflection::pb::v1::{
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
     let h = Harness::start().await;
-    let MessageResponse::ListServicesResponse(list) = reflect_v1(&h, MessageRequest::ListServices(String::new())).await else { panic!("list") };
+    let MessageResponse::ListServicesResponse(list) =
+        reflect_v1(&h, MessageRequest::ListServices(String::new())).await
+    else {
+        panic!("list")
+    };
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
-    for want in ["fingerprint.gateway.v1.FingerprintService", "fingerprint.gateway.v1.StytchService", "grpc.health.v1.Health"] {
+    for want in [
+        "fingerprint.gateway.v1.FingerprintService",
+        "fingerprint.gateway.v1.StytchService",
+        "grpc.health.v1.Health",
+    ] {
         assert!(names.contains(&want), "{names:?}");
     }
     // grpcurl needs google.rpc details to print error details.
-    let MessageResponse::FileDescriptorResponse(files) = reflect_v1(&h, MessageRequest::FileContainingSymbol("google.rpc.BadRequest".into())).await else { panic!("symbol") };
+    let MessageResponse::FileDescriptorResponse(files) = reflect_v1(
+        &h,
+        MessageRequest::FileContainingSymbol("google.rpc.BadRequest".into()),
+    )
+    .await
+    else {
+        panic!("symbol")
+    };
     assert!(!files.file_descriptor_proto.is_empty());
 
     // v1alpha, which grpcurl 1.8 speaks.
-    use tonic_reflection::pb::v1alpha::{ServerReflectionRequest, server_reflection_client::ServerReflectionClient, server_reflection_request, server_reflection_response};
+    use tonic_reflection::pb::v1alpha::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request, server_reflection_response,
+    };
     let mut client = ServerReflectionClient::new(h.channel.clone());
-    let request = ServerReflectionRequest { host: String::new(), message_request: Some(server_reflection_request::MessageRequest::ListServices(String::new())) };
-    let mut stream = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
-    let Some(server_reflection_response::MessageResponse::ListServicesResponse(list)) = stream.next().await.unwrap().unwrap().message_response else { panic!("v1alpha list") };
-    assert!(list.service.iter().any(|s| s.name == "fingerprint.gateway.v1.FingerprintService"));
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        stream.next().await.unwrap().unwrap().message_response
+    else {
+        panic!("v1alpha list")
+    };
+    assert!(
+        list.service
+            .iter()
+            .any(|s| s.name == "fingerprint.gateway.v1.FingerprintService")
+    );
     h.stop().await;
 }
 
@@ -79,34 +152,64 @@ async fn shutdown_turns_health_off_and_drains_in_flight_calls() {
     h.sandbox.control.set_delay(Duration::from_millis(800));
     let mut fp = h.fingerprint();
     let in_flight = tokio::spawn(async move {
-        fp.get_event(GetEventRequest { event_id: "drain-me".into(), ..Default::default() }).await
+        fp.get_event(GetEventRequest {
+            event_id: "drain-me".into(),
+            ..Default::default()
+        })
+        .await
     });
     // Let the call reach the upstream before the signal.
     while h.upstream_requests().is_empty() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let mut watch = HealthClient::new(h.channel.clone())
-        .watch(HealthCheckRequest { service: String::new() })
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(watch.next().await.unwrap().unwrap().status, ServingStatus::Serving as i32);
+    assert_eq!(
+        watch.next().await.unwrap().unwrap().status,
+        ServingStatus::Serving as i32
+    );
     let server = h.signal_stop().unwrap();
-    assert_eq!(watch.next().await.unwrap().unwrap().status, ServingStatus::NotServing as i32);
+    assert_eq!(
+        watch.next().await.unwrap().unwrap().status,
+        ServingStatus::NotServing as i32
+    );
     let answer = in_flight.await.unwrap();
     assert!(answer.is_ok(), "the in-flight call finished: {answer:?}");
-    tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]
 async fn shutdown_gives_up_after_the_grace_period() {
-    let mut h = Harness::start_with(Generation::V4, &[("GATEWAY_SHUTDOWN_GRACE", "300ms".into())]).await;
+    let mut h = Harness::start_with(
+        Generation::V4,
+        &[("GATEWAY_SHUTDOWN_GRACE", "300ms".into())],
+    )
+    .await;
     h.sandbox.control.set_delay(Duration::from_secs(30));
     let mut fp = h.fingerprint();
-    let _stuck = tokio::spawn(async move { fp.get_event(GetEventRequest { event_id: "stuck".into(), ..Default::default() }).await });
+    let _stuck = tokio::spawn(async move {
+        fp.get_event(GetEventRequest {
+            event_id: "stuck".into(),
+            ..Default::default()
+        })
+        .await
+    });
     while h.upstream_requests().is_empty() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let server = h.signal_stop().unwrap();
-    tokio::time::timeout(Duration::from_secs(20), server).await.expect("stopped long before the stuck call could end").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(20), server)
+        .await
+        .expect("stopped long before the stuck call could end")
+        .unwrap()
+        .unwrap();
 }

@@ -2,7 +2,7 @@
 //! W3C `traceparent` flows through the gateway to the upstream.
 //!
 //! Its own test binary: it installs the process-wide subscriber.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -30,7 +30,9 @@ impl TraceService for Collector {
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         self.0.lock().unwrap().push(request.into_inner());
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
     }
 }
 
@@ -53,19 +55,35 @@ async fn traceparent_flows_through_and_spans_are_exported() {
 
     let h = Harness::start().await;
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let mut request = tonic::Request::new(GetEventRequest { event_id: "traced-1".into(), ..Default::default() });
-    request
-        .metadata_mut()
-        .insert("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01").parse().unwrap());
+    let mut request = tonic::Request::new(GetEventRequest {
+        event_id: "traced-1".into(),
+        ..Default::default()
+    });
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-00f067aa0ba902b7-01")
+            .parse()
+            .unwrap(),
+    );
     h.fingerprint().get_event(request).await.unwrap();
 
     let upstream = &h.upstream_requests()[0];
-    let out = upstream.headers.iter().find(|(k, _)| k == "traceparent").map(|(_, v)| v.clone()).expect("traceparent sent upstream");
+    let out = upstream
+        .headers
+        .iter()
+        .find(|(k, _)| k == "traceparent")
+        .map(|(_, v)| v.clone())
+        .expect("traceparent sent upstream");
     assert!(out.starts_with(&format!("00-{trace_id}-")), "{out}");
-    assert!(!out.contains("00f067aa0ba902b7"), "the upstream call is a child span, not the caller's");
+    assert!(
+        !out.contains("00f067aa0ba902b7"),
+        "the upstream call is a child span, not the caller's"
+    );
     h.stop().await;
 
-    tokio::task::spawn_blocking(move || drop(guard)).await.unwrap();
+    tokio::task::spawn_blocking(move || drop(guard))
+        .await
+        .unwrap();
     let exported = collector.0.lock().unwrap().clone();
     let spans: Vec<_> = exported
         .iter()
@@ -75,10 +93,21 @@ async fn traceparent_flows_through_and_spans_are_exported() {
         .filter(|s| hex(&s.trace_id) == trace_id)
         .map(|s| s.name.clone())
         .collect();
-    assert!(spans.iter().any(|n| n == "fingerprint.gateway.v1.FingerprintService/GetEvent"), "{spans:?}");
-    assert!(spans.iter().any(|n| n == "GET /v4/events/{id}"), "{spans:?}");
+    assert!(
+        spans
+            .iter()
+            .any(|n| n == "fingerprint.gateway.v1.FingerprintService/GetEvent"),
+        "{spans:?}"
+    );
+    assert!(
+        spans.iter().any(|n| n == "GET /v4/events/{id}"),
+        "{spans:?}"
+    );
     let dump = format!("{exported:?}");
-    assert!(!dump.contains("sandbox-fingerprint-secret-key"), "no secret in exported spans");
+    assert!(
+        !dump.contains("sandbox-fingerprint-secret-key"),
+        "no secret in exported spans"
+    );
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -27,9 +27,13 @@ fn python_ready() -> bool {
         .is_ok_and(|o| o.status.success());
     if !ok {
         if std::env::var("FPGW_REQUIRE_PYTHON").is_ok_and(|v| v == "1") {
-            panic!("FPGW_REQUIRE_PYTHON=1 but python3 with openapi-core is missing: pip install -r tests/requirements.txt");
+            panic!(
+                "FPGW_REQUIRE_PYTHON=1 but python3 with openapi-core is missing: pip install -r tests/requirements.txt"
+            );
         }
-        eprintln!("SKIPPED: python3 with openapi-core not found (pip install -r tests/requirements.txt); set FPGW_REQUIRE_PYTHON=1 to make this a failure");
+        eprintln!(
+            "SKIPPED: python3 with openapi-core not found (pip install -r tests/requirements.txt); set FPGW_REQUIRE_PYTHON=1 to make this a failure"
+        );
     }
     ok
 }
@@ -80,11 +84,29 @@ fn full_search() -> SearchEventsRequest {
 async fn exercise(generation: Generation) -> Vec<Recorded> {
     let h = Harness::start_with(generation, &[]).await;
     let mut fp = h.fingerprint();
-    fp.get_event(GetEventRequest { event_id: "1708102555327.NLOjmg".into(), ..Default::default() }).await.unwrap();
-    fp.get_visits(GetVisitsRequest { visitor_id: "Ibk1527CUFmcnjLwIs4A9".into(), limit: Some(120), linked_id: "order-77".into(), end: ts(1_790_000_000), ..Default::default() }).await.unwrap();
+    fp.get_event(GetEventRequest {
+        event_id: "1708102555327.NLOjmg".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    fp.get_visits(GetVisitsRequest {
+        visitor_id: "Ibk1527CUFmcnjLwIs4A9".into(),
+        limit: Some(120),
+        linked_id: "order-77".into(),
+        end: ts(1_790_000_000),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     fp.search_events(full_search()).await.unwrap();
     if generation == Generation::V4 {
-        fp.get_event(GetEventRequest { event_id: "1708102555327.NLOjmg".into(), ruleset_id: "D6N9Kbk9HRWrIWGz".into() }).await.unwrap();
+        fp.get_event(GetEventRequest {
+            event_id: "1708102555327.NLOjmg".into(),
+            ruleset_id: "D6N9Kbk9HRWrIWGz".into(),
+        })
+        .await
+        .unwrap();
         let v4_only = SearchEventsRequest {
             high_recall_id: "Ibk1527CUFmcnjLwIs4A9".into(),
             asn: "12876".into(),
@@ -107,15 +129,49 @@ async fn exercise(generation: Generation) -> Vec<Recorded> {
         };
         fp.search_events(v4_only).await.unwrap();
     } else {
-        fp.search_events(SearchEventsRequest { ip_blocklist: Some(true), datacenter: Some(false), ..Default::default() }).await.unwrap();
+        fp.search_events(SearchEventsRequest {
+            ip_blocklist: Some(true),
+            datacenter: Some(false),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     }
     let mut st = h.stytch();
-    let meta = ExternalMetadata { external_id: Some("user-123".into()), organization_id: Some("org-9".into()), user_action: Some("LOGIN".into()) };
-    st.lookup_telemetry(LookupTelemetryRequest { telemetry_id: "5f1c9a9e-3b7d-4c2e-9f4a-7d2b8e6c1a03".into(), external_metadata: Some(meta) }).await.unwrap();
-    st.lookup_telemetry(LookupTelemetryRequest { telemetry_id: "minimal".into(), ..Default::default() }).await.unwrap();
-    st.list_rules(ListRulesRequest { limit: Some(2), cursor: String::new() }).await.unwrap();
-    st.list_rules(ListRulesRequest { limit: None, cursor: "sandbox-cursor-2".into() }).await.unwrap();
-    st.list_verdict_reasons(ListVerdictReasonsRequest { overrides_only: true }).await.unwrap();
+    let meta = ExternalMetadata {
+        external_id: Some("user-123".into()),
+        organization_id: Some("org-9".into()),
+        user_action: Some("LOGIN".into()),
+    };
+    st.lookup_telemetry(LookupTelemetryRequest {
+        telemetry_id: "5f1c9a9e-3b7d-4c2e-9f4a-7d2b8e6c1a03".into(),
+        external_metadata: Some(meta),
+    })
+    .await
+    .unwrap();
+    st.lookup_telemetry(LookupTelemetryRequest {
+        telemetry_id: "minimal".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    st.list_rules(ListRulesRequest {
+        limit: Some(2),
+        cursor: String::new(),
+    })
+    .await
+    .unwrap();
+    st.list_rules(ListRulesRequest {
+        limit: None,
+        cursor: "sandbox-cursor-2".into(),
+    })
+    .await
+    .unwrap();
+    st.list_verdict_reasons(ListVerdictReasonsRequest {
+        overrides_only: true,
+    })
+    .await
+    .unwrap();
     let recorded = h.upstream_requests();
     h.stop().await;
     recorded
@@ -123,7 +179,9 @@ async fn exercise(generation: Generation) -> Vec<Recorded> {
 
 #[tokio::test]
 async fn every_upstream_request_validates_against_the_upstream_schema() {
-    let Some(fixtures) = common::fixtures() else { return };
+    let Some(fixtures) = common::fixtures() else {
+        return;
+    };
     if !python_ready() {
         return;
     }
@@ -144,13 +202,23 @@ async fn every_upstream_request_validates_against_the_upstream_schema() {
     let file = std::env::temp_dir().join(format!("fpgw-requests-{}.json", std::process::id()));
     std::fs::write(&file, serde_json::to_vec_pretty(&all).unwrap()).unwrap();
     let out = Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openapi/validate_requests.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/openapi/validate_requests.py"
+        ))
         .arg(&fixtures)
         .arg(&file)
         .output()
         .unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = std::fs::remove_file(&file);
-    assert!(out.status.success(), "requests that the upstream schema rejects:\n{report}");
+    assert!(
+        out.status.success(),
+        "requests that the upstream schema rejects:\n{report}"
+    );
     println!("{report}");
 }

@@ -5,8 +5,8 @@ use serde_json::{Map, Value as Json};
 use super::json::Obj;
 use crate::proto::v1::{
     BotInfo, BotResult, BrowserDetails, Confidence, Event, Geolocation, Identification,
-    Integration, IpBlocklist, IpDetails, IpInfo, Label, Proximity, ProxyDetails, Sdk,
-    Subdivision, TamperingDetails, Velocity, VelocityCounts, VpnMethods,
+    Integration, IpBlocklist, IpDetails, IpInfo, Label, Proximity, ProxyDetails, Sdk, Subdivision,
+    TamperingDetails, Velocity, VelocityCounts, VpnMethods,
 };
 
 /// Converts one v4 event object. Never fails: what is not modelled lands in `unmapped`.

@@ -243,10 +243,10 @@ impl Obj {
 
     /// Drops a member that repeats `known` exactly; keeps it if it differs.
     pub fn drop_if_same(&mut self, key: &str, known: Option<&str>) {
-        if let Some(value) = self.take(key) {
-            if value.as_str() != known || known.is_none() {
-                self.keep(key, value);
-            }
+        if let Some(value) = self.take(key)
+            && (value.as_str() != known || known.is_none())
+        {
+            self.keep(key, value);
         }
     }
 
@@ -329,7 +329,9 @@ pub fn value_to_json(v: &Value) -> Json {
     match &v.kind {
         None | Some(Kind::NullValue(_)) => Json::Null,
         Some(Kind::BoolValue(b)) => Json::Bool(*b),
-        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n).map_or(Json::Null, Json::Number),
+        Some(Kind::NumberValue(n)) => {
+            serde_json::Number::from_f64(*n).map_or(Json::Null, Json::Number)
+        }
         Some(Kind::StringValue(s)) => Json::String(s.clone()),
         Some(Kind::ListValue(l)) => Json::Array(l.values.iter().map(value_to_json).collect()),
         Some(Kind::StructValue(s)) => Json::Object(struct_to_json(s)),

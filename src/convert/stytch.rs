@@ -12,10 +12,10 @@ use crate::proto::v1::{
 /// Members every Stytch answer carries that restate the HTTP exchange itself.
 fn drop_envelope(o: &mut Obj) {
     // `status_code` repeats the HTTP status the client already checked.
-    if let Some(code) = o.take("status_code") {
-        if code.as_u64() != Some(200) {
-            o.put_back("status_code", code);
-        }
+    if let Some(code) = o.take("status_code")
+        && code.as_u64() != Some(200)
+    {
+        o.put_back("status_code", code);
     }
 }
 

@@ -51,7 +51,10 @@ fn products(p: &mut Obj, e: &mut Event) {
         d.drop_if_same("url", e.url.as_deref());
         d.drop_if_same("ip", e.ip_address.as_deref());
         d.drop_if_same("userAgent", e.user_agent.as_deref());
-        d.drop_if_same("requestId", Some(e.event_id.as_str()).filter(|s| !s.is_empty()));
+        d.drop_if_same(
+            "requestId",
+            Some(e.event_id.as_str()).filter(|s| !s.is_empty()),
+        );
         d.drop_if_same("linkedId", e.linked_id.as_deref());
         let time = e.timestamp.map(second_string);
         d.drop_if_same("time", time.as_deref());
@@ -79,7 +82,9 @@ fn products(p: &mut Obj, e: &mut Event) {
         }
     });
     product(p, e, "tor", |d, e| {
-        e.ip_blocklist.get_or_insert_with(IpBlocklist::default).tor_node = d.bool("result");
+        e.ip_blocklist
+            .get_or_insert_with(IpBlocklist::default)
+            .tor_node = d.bool("result");
     });
     product(p, e, "vpn", |d, e| {
         e.vpn = d.bool("result");
@@ -109,11 +114,11 @@ fn products(p: &mut Obj, e: &mut Event) {
     product(p, e, "incognito", |d, e| {
         let result = d.bool("result");
         // identification.data.incognito said the same thing already; keep a disagreement.
-        if let (Some(r), Some(prev)) = (result, e.incognito) {
-            if r != prev {
-                d.put_back("result", Json::Bool(r));
-                return;
-            }
+        if let (Some(r), Some(prev)) = (result, e.incognito)
+            && r != prev
+        {
+            d.put_back("result", Json::Bool(r));
+            return;
         }
         e.incognito = result.or(e.incognito);
     });
@@ -168,8 +173,12 @@ fn products(p: &mut Obj, e: &mut Event) {
     product(p, e, "locationSpoofing", |d, e| {
         e.location_spoofing = d.bool("result");
     });
-    product(p, e, "suspectScore", |d, e| e.suspect_score = d.i64("result"));
-    product(p, e, "velocity", |d, e| e.velocity = Some(velocity(d, counts)));
+    product(p, e, "suspectScore", |d, e| {
+        e.suspect_score = d.i64("result")
+    });
+    product(p, e, "velocity", |d, e| {
+        e.velocity = Some(velocity(d, counts))
+    });
     product(p, e, "developerTools", |d, e| {
         e.developer_tools = d.bool("result");
     });
@@ -270,8 +279,12 @@ fn identification_data(d: &mut Obj, e: &mut Event) {
         ..Identification::default()
     };
     // v3 has global and per-workspace first/last seen; v4 reports the workspace's.
-    d.obj("firstSeenAt", |s| ident.first_seen_at = s.rfc3339("subscription"));
-    d.obj("lastSeenAt", |s| ident.last_seen_at = s.rfc3339("subscription"));
+    d.obj("firstSeenAt", |s| {
+        ident.first_seen_at = s.rfc3339("subscription")
+    });
+    d.obj("lastSeenAt", |s| {
+        ident.last_seen_at = s.rfc3339("subscription")
+    });
     e.identification = Some(ident);
     e.event_id = d.str("requestId").unwrap_or_default();
     e.incognito = d.bool("incognito");

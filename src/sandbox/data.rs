@@ -20,7 +20,7 @@ impl Dice {
     }
 
     /// The next number.
-    pub fn next(&mut self) -> u64 {
+    pub fn roll(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -30,7 +30,7 @@ impl Dice {
 
     /// A number below `n`.
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.roll() % n.max(1)
     }
 
     /// True with probability `percent` / 100.
@@ -58,8 +58,8 @@ impl Dice {
 
     /// A UUID-shaped hex string.
     pub fn uuid(&mut self) -> String {
-        let a = self.next();
-        let b = self.next();
+        let a = self.roll();
+        let b = self.roll();
         format!(
             "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
             a >> 32,
@@ -91,10 +91,58 @@ struct Place {
 }
 
 const PLACES: &[Place] = &[
-    Place { city: "Lisbon", country_code: "PT", country: "Portugal", continent_code: "EU", continent: "Europe", timezone: "Europe/Lisbon", lat: 38.72, lon: -9.14, postal: "1000-001", sub_code: "11", sub_name: "Lisbon" },
-    Place { city: "Toronto", country_code: "CA", country: "Canada", continent_code: "NA", continent: "North America", timezone: "America/Toronto", lat: 43.65, lon: -79.38, postal: "M5H", sub_code: "ON", sub_name: "Ontario" },
-    Place { city: "Osaka", country_code: "JP", country: "Japan", continent_code: "AS", continent: "Asia", timezone: "Asia/Tokyo", lat: 34.69, lon: 135.5, postal: "530-0001", sub_code: "27", sub_name: "Osaka" },
-    Place { city: "Nairobi", country_code: "KE", country: "Kenya", continent_code: "AF", continent: "Africa", timezone: "Africa/Nairobi", lat: -1.29, lon: 36.82, postal: "00100", sub_code: "30", sub_name: "Nairobi City" },
+    Place {
+        city: "Lisbon",
+        country_code: "PT",
+        country: "Portugal",
+        continent_code: "EU",
+        continent: "Europe",
+        timezone: "Europe/Lisbon",
+        lat: 38.72,
+        lon: -9.14,
+        postal: "1000-001",
+        sub_code: "11",
+        sub_name: "Lisbon",
+    },
+    Place {
+        city: "Toronto",
+        country_code: "CA",
+        country: "Canada",
+        continent_code: "NA",
+        continent: "North America",
+        timezone: "America/Toronto",
+        lat: 43.65,
+        lon: -79.38,
+        postal: "M5H",
+        sub_code: "ON",
+        sub_name: "Ontario",
+    },
+    Place {
+        city: "Osaka",
+        country_code: "JP",
+        country: "Japan",
+        continent_code: "AS",
+        continent: "Asia",
+        timezone: "Asia/Tokyo",
+        lat: 34.69,
+        lon: 135.5,
+        postal: "530-0001",
+        sub_code: "27",
+        sub_name: "Osaka",
+    },
+    Place {
+        city: "Nairobi",
+        country_code: "KE",
+        country: "Kenya",
+        continent_code: "AF",
+        continent: "Africa",
+        timezone: "Africa/Nairobi",
+        lat: -1.29,
+        lon: 36.82,
+        postal: "00100",
+        sub_code: "30",
+        sub_name: "Nairobi City",
+    },
 ];
 
 const BROWSERS: &[(&str, &str, &str)] = &[
@@ -104,7 +152,12 @@ const BROWSERS: &[(&str, &str, &str)] = &[
     ("Edge", "131", "131.0.2903"),
 ];
 
-const SYSTEMS: &[(&str, &str)] = &[("Windows", "11"), ("Mac OS X", "14.6"), ("Linux", ""), ("Android", "14")];
+const SYSTEMS: &[(&str, &str)] = &[
+    ("Windows", "11"),
+    ("Mac OS X", "14.6"),
+    ("Linux", ""),
+    ("Android", "14"),
+];
 
 /// A v4 event (`GET /v4/events/{id}` body) for `event_id`, of `visitor_id`.
 pub fn event_v4(event_id: &str, visitor_id: &str, timestamp_ms: i64) -> Json {
@@ -112,10 +165,21 @@ pub fn event_v4(event_id: &str, visitor_id: &str, timestamp_ms: i64) -> Json {
     let place = &PLACES[d.below(PLACES.len() as u64) as usize];
     let (browser, major, full) = BROWSERS[d.below(BROWSERS.len() as u64) as usize];
     let (os, os_version) = SYSTEMS[d.below(SYSTEMS.len() as u64) as usize];
-    let octets = [100 + d.below(100), d.below(256), d.below(256), 1 + d.below(254)];
+    let octets = [
+        100 + d.below(100),
+        d.below(256),
+        d.below(256),
+        1 + d.below(254),
+    ];
     let ip = format!("{}.{}.{}.{}", octets[0], octets[1], octets[2], octets[3]);
     let first_seen = timestamp_ms - (d.below(90) as i64) * 86_400_000;
-    let bot = if d.chance(10) { "bad" } else if d.chance(5) { "good" } else { "not_detected" };
+    let bot = if d.chance(10) {
+        "bad"
+    } else if d.chance(5) {
+        "good"
+    } else {
+        "not_detected"
+    };
     let vpn = d.chance(15);
     let proxy = d.chance(10);
     let tampering = d.chance(8);
@@ -230,7 +294,9 @@ pub fn timestamp_of(event_id: &str) -> i64 {
 /// The `n`th most recent event of a visitor (`n` = 0 is the newest).
 pub fn visit_id(visitor_id: &str, n: u64) -> String {
     let newest = EPOCH_MS + 300 * 86_400_000 - (Dice::new(visitor_id).below(86_400) as i64) * 1000;
-    let ms = newest - (n as i64) * 3_600_000 - (Dice::new(&format!("{visitor_id}{n}")).below(3_000_000) as i64);
+    let ms = newest
+        - (n as i64) * 3_600_000
+        - (Dice::new(&format!("{visitor_id}{n}")).below(3_000_000) as i64);
     format!("{ms}.{}", Dice::new(&format!("{visitor_id}#{n}")).token(6))
 }
 
@@ -369,7 +435,11 @@ pub fn visit_v3(v4: &Json) -> Json {
 }
 
 fn rfc3339_seconds(ms: i64) -> String {
-    prost_types::Timestamp { seconds: ms.div_euclid(1000), nanos: 0 }.to_string()
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: 0,
+    }
+    .to_string()
 }
 
 fn rfc3339_millis(ms: i64) -> String {
@@ -381,7 +451,12 @@ fn rfc3339_millis(ms: i64) -> String {
 }
 
 /// A Stytch lookup answer for a telemetry id.
-pub fn stytch_lookup(telemetry_id: &str, metadata: Option<&Json>, now: &str, expires: &str) -> Json {
+pub fn stytch_lookup(
+    telemetry_id: &str,
+    metadata: Option<&Json>,
+    now: &str,
+    expires: &str,
+) -> Json {
     let mut d = Dice::new(telemetry_id);
     let bot = telemetry_id.starts_with("bot");
     let (action, reasons, authentic) = if bot {

@@ -16,6 +16,9 @@
 //!
 //! Tests script further faults and read every request received through [`Control`].
 
+// Handlers answer early with a ready `Response`; boxing it would only add noise here.
+#![allow(clippy::result_large_err)]
+
 pub mod data;
 
 use std::{
@@ -244,7 +247,10 @@ fn router(state: AppState) -> Router {
         .route("/v1/rules/list", post(stytch_rules))
         .route("/v1/verdict_reasons/list", post(stytch_reasons))
         .fallback(not_routed)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), record_and_script))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            record_and_script,
+        ))
         .with_state(state)
 }
 
@@ -255,7 +261,9 @@ async fn record_and_script(
     next: axum::middleware::Next,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
     state.control.record(Recorded {
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
@@ -263,7 +271,12 @@ async fn record_and_script(
         headers: parts
             .headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    v.to_str().unwrap_or_default().to_owned(),
+                )
+            })
             .collect(),
         body: String::from_utf8_lossy(&bytes).into_owned(),
     });
@@ -275,18 +288,29 @@ async fn record_and_script(
         if !s.delay.is_zero() {
             tokio::time::sleep(s.delay).await;
         }
-        let mut response = (StatusCode::from_u16(s.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), s.body).into_response();
+        let mut response = (
+            StatusCode::from_u16(s.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            s.body,
+        )
+            .into_response();
         if let Ok(v) = HeaderValue::from_str(&s.content_type) {
             response.headers_mut().insert(header::CONTENT_TYPE, v);
         }
         for (k, v) in s.headers {
-            if let (Ok(k), Ok(v)) = (header::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+            if let (Ok(k), Ok(v)) = (
+                header::HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(&v),
+            ) {
                 response.headers_mut().insert(k, v);
             }
         }
         return response;
     }
-    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
 }
 
 async fn not_routed(method: Method, uri: Uri) -> Response {
@@ -305,7 +329,13 @@ enum Gen {
     V4,
 }
 
-fn fp_error(generation: Gen, status: StatusCode, v4_code: &str, v3_code: &str, message: &str) -> Response {
+fn fp_error(
+    generation: Gen,
+    status: StatusCode,
+    v4_code: &str,
+    v3_code: &str,
+    message: &str,
+) -> Response {
     let code = match generation {
         Gen::V4 => v4_code,
         Gen::V3 => v3_code,
@@ -342,14 +372,19 @@ fn fp_auth(state: &AppState, headers: &HeaderMap, generation: Gen) -> Result<(),
 }
 
 /// The failure an id asks for, if any (see the module docs).
-async fn magic(id: &str, not_found: impl FnOnce() -> Response, rate_limited: impl FnOnce() -> Response) -> Option<Response> {
+async fn magic(
+    id: &str,
+    not_found: impl FnOnce() -> Response,
+    rate_limited: impl FnOnce() -> Response,
+) -> Option<Response> {
     let id = id.to_ascii_lowercase();
     if id.starts_with("notfound") {
         return Some(not_found());
     }
     if id.starts_with("ratelimit") {
         let mut r = rate_limited();
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("7"));
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("7"));
         return Some(r);
     }
     if id.starts_with("error500") {
@@ -361,7 +396,8 @@ async fn magic(id: &str, not_found: impl FnOnce() -> Response, rate_limited: imp
     if id.starts_with("html") {
         let page = "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>";
         let mut r = (StatusCode::BAD_GATEWAY, page).into_response();
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
         return Some(r);
     }
     if id.starts_with("slow") {
@@ -378,16 +414,37 @@ async fn fp_magic(id: &str, generation: Gen, what: &str) -> Option<Response> {
     };
     magic(
         id,
-        || fp_error(generation, StatusCode::NOT_FOUND, v4, v3, &format!("{what} not found")),
+        || {
+            fp_error(
+                generation,
+                StatusCode::NOT_FOUND,
+                v4,
+                v3,
+                &format!("{what} not found"),
+            )
+        },
         || match generation {
-            Gen::V4 => fp_error(generation, StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "", "too many requests"),
-            Gen::V3 => answer(StatusCode::TOO_MANY_REQUESTS, json!({"error": "too many requests"})),
+            Gen::V4 => fp_error(
+                generation,
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "",
+                "too many requests",
+            ),
+            Gen::V3 => answer(
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({"error": "too many requests"}),
+            ),
         },
     )
     .await
 }
 
-async fn v4_event(State(state): State<AppState>, headers: HeaderMap, Path(event_id): Path<String>) -> Response {
+async fn v4_event(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(event_id): Path<String>,
+) -> Response {
     if let Err(r) = fp_auth(&state, &headers, Gen::V4) {
         return r;
     }
@@ -395,10 +452,17 @@ async fn v4_event(State(state): State<AppState>, headers: HeaderMap, Path(event_
         return r;
     }
     let visitor = data::visitor_id_for(&event_id);
-    answer(StatusCode::OK, data::event_v4(&event_id, &visitor, data::timestamp_of(&event_id)))
+    answer(
+        StatusCode::OK,
+        data::event_v4(&event_id, &visitor, data::timestamp_of(&event_id)),
+    )
 }
 
-async fn v3_event(State(state): State<AppState>, headers: HeaderMap, Path(request_id): Path<String>) -> Response {
+async fn v3_event(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(request_id): Path<String>,
+) -> Response {
     if let Err(r) = fp_auth(&state, &headers, Gen::V3) {
         return r;
     }
@@ -420,9 +484,22 @@ struct Search {
     reverse: bool,
 }
 
-fn parse_search(params: &[(String, String)], generation: Gen, default_limit: u64, max_limit: u64) -> Result<Search, Response> {
+fn parse_search(
+    params: &[(String, String)],
+    generation: Gen,
+    default_limit: u64,
+    max_limit: u64,
+) -> Result<Search, Response> {
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let bad = |code: &str, msg: &str| fp_error(generation, StatusCode::BAD_REQUEST, code, "RequestCannotBeParsed", msg);
+    let bad = |code: &str, msg: &str| {
+        fp_error(
+            generation,
+            StatusCode::BAD_REQUEST,
+            code,
+            "RequestCannotBeParsed",
+            msg,
+        )
+    };
     let limit = match get("limit") {
         None => default_limit,
         Some(l) => match l.parse::<u64>() {
@@ -433,7 +510,10 @@ fn parse_search(params: &[(String, String)], generation: Gen, default_limit: u64
     let key = get("pagination_key").or_else(|| get("paginationKey"));
     let offset = match key {
         None => 0,
-        Some(k) => match k.strip_prefix("sandbox-page-").and_then(|n| n.parse::<u64>().ok()) {
+        Some(k) => match k
+            .strip_prefix("sandbox-page-")
+            .and_then(|n| n.parse::<u64>().ok())
+        {
             Some(n) => n,
             None => return Err(bad("request_cannot_be_parsed", "invalid pagination key")),
         },
@@ -462,7 +542,11 @@ fn find(search: &Search, query_seed: &str) -> (Vec<Json>, Option<String>) {
         .visitor_id
         .clone()
         .unwrap_or_else(|| data::visitor_id_for(query_seed));
-    let total = if search.visitor_id.is_some() { data::visit_count(&visitor) } else { 25 };
+    let total = if search.visitor_id.is_some() {
+        data::visit_count(&visitor)
+    } else {
+        25
+    };
     let mut events = Vec::new();
     let end = (search.offset + search.limit).min(total);
     for i in search.offset..end {
@@ -481,7 +565,12 @@ fn find(search: &Search, query_seed: &str) -> (Vec<Json>, Option<String>) {
     (events, next)
 }
 
-async fn v4_search(State(state): State<AppState>, headers: HeaderMap, uri: Uri, Query(params): Query<Vec<(String, String)>>) -> Response {
+async fn v4_search(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
     if let Err(r) = fp_auth(&state, &headers, Gen::V4) {
         return r;
     }
@@ -489,10 +578,10 @@ async fn v4_search(State(state): State<AppState>, headers: HeaderMap, uri: Uri, 
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Some(id) = search.visitor_id.as_deref().or(search.linked_id.as_deref()) {
-        if let Some(r) = fp_magic(id, Gen::V4, "visitor").await {
-            return r;
-        }
+    if let Some(id) = search.visitor_id.as_deref().or(search.linked_id.as_deref())
+        && let Some(r) = fp_magic(id, Gen::V4, "visitor").await
+    {
+        return r;
     }
     let (events, next) = find(&search, uri.query().unwrap_or_default());
     let mut body = json!({"events": events});
@@ -505,21 +594,32 @@ async fn v4_search(State(state): State<AppState>, headers: HeaderMap, uri: Uri, 
     answer(StatusCode::OK, body)
 }
 
-async fn v3_search(State(state): State<AppState>, headers: HeaderMap, uri: Uri, Query(params): Query<Vec<(String, String)>>) -> Response {
+async fn v3_search(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
     if let Err(r) = fp_auth(&state, &headers, Gen::V3) {
         return r;
     }
     if !params.iter().any(|(k, _)| k == "limit") {
-        return fp_error(Gen::V3, StatusCode::BAD_REQUEST, "", "RequestCannotBeParsed", "limit is required");
+        return fp_error(
+            Gen::V3,
+            StatusCode::BAD_REQUEST,
+            "",
+            "RequestCannotBeParsed",
+            "limit is required",
+        );
     }
     let search = match parse_search(&params, Gen::V3, 10, 100) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Some(id) = search.visitor_id.as_deref().or(search.linked_id.as_deref()) {
-        if let Some(r) = fp_magic(id, Gen::V3, "visitor").await {
-            return r;
-        }
+    if let Some(id) = search.visitor_id.as_deref().or(search.linked_id.as_deref())
+        && let Some(r) = fp_magic(id, Gen::V3, "visitor").await
+    {
+        return r;
     }
     let (events, next) = find(&search, uri.query().unwrap_or_default());
     let mut body = json!({"events": events.iter().map(data::event_v3).collect::<Vec<_>>()});
@@ -576,21 +676,40 @@ fn stytch_error(status: StatusCode, error_type: &str, message: &str) -> Response
 
 /// Checks Basic credentials and the JSON body, the way Stytch does.
 fn stytch_request(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Json, Response> {
-    let expected = format!("{}:{}", state.creds.stytch_project_id, state.creds.stytch_secret);
+    let expected = format!(
+        "{}:{}",
+        state.creds.stytch_project_id, state.creds.stytch_secret
+    );
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
     if given.as_deref() != Some(expected.as_bytes()) {
-        return Err(stytch_error(StatusCode::UNAUTHORIZED, "unauthorized_credentials", "Unauthorized credentials."));
+        return Err(stytch_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized_credentials",
+            "Unauthorized credentials.",
+        ));
     }
-    if headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) != Some("application/json") {
-        return Err(stytch_error(StatusCode::BAD_REQUEST, "invalid_content_type", "Content-Type must be application/json."));
+    if headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        != Some("application/json")
+    {
+        return Err(stytch_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_content_type",
+            "Content-Type must be application/json.",
+        ));
     }
     match serde_json::from_slice::<Json>(body) {
         Ok(v @ Json::Object(_)) => Ok(v),
-        _ => Err(stytch_error(StatusCode::BAD_REQUEST, "invalid_request_body", "The request body is not a JSON object.")),
+        _ => Err(stytch_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_body",
+            "The request body is not a JSON object.",
+        )),
     }
 }
 
@@ -599,19 +718,50 @@ async fn stytch_lookup(State(state): State<AppState>, headers: HeaderMap, body: 
         Ok(r) => r,
         Err(r) => return r,
     };
-    let Some(telemetry_id) = req.get("telemetry_id").and_then(Json::as_str).filter(|s| !s.is_empty()) else {
-        return stytch_error(StatusCode::BAD_REQUEST, "missing_telemetry_id", "telemetry_id is required.");
+    let Some(telemetry_id) = req
+        .get("telemetry_id")
+        .and_then(Json::as_str)
+        .filter(|s| !s.is_empty())
+    else {
+        return stytch_error(
+            StatusCode::BAD_REQUEST,
+            "missing_telemetry_id",
+            "telemetry_id is required.",
+        );
     };
-    let not_found = || stytch_error(StatusCode::NOT_FOUND, "telemetry_id_not_found", "The telemetry_id was not found.");
-    let limited = || stytch_error(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "Too many requests have been made.");
+    let not_found = || {
+        stytch_error(
+            StatusCode::NOT_FOUND,
+            "telemetry_id_not_found",
+            "The telemetry_id was not found.",
+        )
+    };
+    let limited = || {
+        stytch_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "Too many requests have been made.",
+        )
+    };
     if let Some(r) = magic(telemetry_id, not_found, limited).await {
         return r;
     }
     let created = data::timestamp_of(telemetry_id);
-    let at = |ms: i64| prost_types::Timestamp { seconds: ms / 1000, nanos: 0 }.to_string();
+    let at = |ms: i64| {
+        prost_types::Timestamp {
+            seconds: ms / 1000,
+            nanos: 0,
+        }
+        .to_string()
+    };
     answer(
         StatusCode::OK,
-        data::stytch_lookup(telemetry_id, req.get("external_metadata"), &at(created), &at(created + 300_000)),
+        data::stytch_lookup(
+            telemetry_id,
+            req.get("external_metadata"),
+            &at(created),
+            &at(created + 300_000),
+        ),
     )
 }
 
@@ -624,32 +774,65 @@ async fn stytch_rules(State(state): State<AppState>, headers: HeaderMap, body: B
         None => 10,
         Some(l) => match l.as_u64() {
             Some(n) if (1..=100).contains(&n) => n as usize,
-            _ => return stytch_error(StatusCode::BAD_REQUEST, "invalid_limit", "limit must be between 1 and 100."),
+            _ => {
+                return stytch_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_limit",
+                    "limit must be between 1 and 100.",
+                );
+            }
         },
     };
-    let offset = match req.get("cursor").and_then(Json::as_str).filter(|c| !c.is_empty()) {
+    let offset = match req
+        .get("cursor")
+        .and_then(Json::as_str)
+        .filter(|c| !c.is_empty())
+    {
         None => 0,
-        Some(c) => match c.strip_prefix("sandbox-cursor-").and_then(|n| n.parse::<usize>().ok()) {
+        Some(c) => match c
+            .strip_prefix("sandbox-cursor-")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
             Some(n) => n,
-            None => return stytch_error(StatusCode::BAD_REQUEST, "dfp_rule_invalid_cursor", "The cursor is invalid."),
+            None => {
+                return stytch_error(
+                    StatusCode::BAD_REQUEST,
+                    "dfp_rule_invalid_cursor",
+                    "The cursor is invalid.",
+                );
+            }
         },
     };
     let rules = data::stytch_rules();
     let end = (offset + limit).min(rules.len());
-    let page: Vec<Json> = rules.get(offset.min(end)..end).map(<[Json]>::to_vec).unwrap_or_default();
-    let next = if end < rules.len() { json!(format!("sandbox-cursor-{end}")) } else { Json::Null };
+    let page: Vec<Json> = rules
+        .get(offset.min(end)..end)
+        .map(<[Json]>::to_vec)
+        .unwrap_or_default();
+    let next = if end < rules.len() {
+        json!(format!("sandbox-cursor-{end}"))
+    } else {
+        Json::Null
+    };
     answer(
         StatusCode::OK,
         json!({"request_id": format!("request-id-sandbox-{}", data::Dice::new(&format!("rules{offset}")).uuid()), "status_code": 200, "rules": page, "next_cursor": next}),
     )
 }
 
-async fn stytch_reasons(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn stytch_reasons(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let req = match stytch_request(&state, &headers, &body) {
         Ok(r) => r,
         Err(r) => return r,
     };
-    let only = req.get("overrides_only").and_then(Json::as_bool).unwrap_or(false);
+    let only = req
+        .get("overrides_only")
+        .and_then(Json::as_bool)
+        .unwrap_or(false);
     let reasons: Vec<Json> = data::stytch_verdict_reasons()
         .into_iter()
         .filter(|r| !only || r.get("override_action").is_some())

@@ -82,11 +82,22 @@ fn check_search(r: &SearchEventsRequest, generation: Generation) -> Result<(), E
     validate::digits("asn", &r.asn)?;
     validate::one_of("bot", &r.bot, &["all", "good", "bad", "none"])?;
     validate::one_of("bot_info", &r.bot_info, &["all", "none"])?;
-    validate::one_of("vpn_confidence", &r.vpn_confidence, &["high", "medium", "low"])?;
+    validate::one_of(
+        "vpn_confidence",
+        &r.vpn_confidence,
+        &["high", "medium", "low"],
+    )?;
     validate::one_of(
         "rare_device_percentile_bucket",
         &r.rare_device_percentile_bucket,
-        &["<p95", "p95-p99", "p99-p99.5", "p99.5-p99.9", "p99.9+", "not_seen"],
+        &[
+            "<p95",
+            "p95-p99",
+            "p99-p99.5",
+            "p99.5-p99.9",
+            "p99.9+",
+            "not_seen",
+        ],
     )?;
     validate::one_of("sdk_platform", &r.sdk_platform, &["js", "android", "ios"])?;
     validate::one_of(
@@ -104,10 +115,13 @@ fn check_search(r: &SearchEventsRequest, generation: Generation) -> Result<(), E
     ] {
         validate::tokens(field, values)?;
     }
-    if let Some(score) = r.min_suspect_score {
-        if !score.is_finite() || score < 0.0 {
-            return Err(Error::invalid("min_suspect_score", "must be a finite number >= 0"));
-        }
+    if let Some(score) = r.min_suspect_score
+        && (!score.is_finite() || score < 0.0)
+    {
+        return Err(Error::invalid(
+            "min_suspect_score",
+            "must be a finite number >= 0",
+        ));
     }
     if let Some(total) = r.total_hits {
         validate::limit("total_hits", Some(total), 1000)?;
@@ -126,10 +140,16 @@ fn check_search(r: &SearchEventsRequest, generation: Generation) -> Result<(), E
         ("bot_info_confidence", !r.bot_info_confidence.is_empty()),
         ("bot_info_provider", !r.bot_info_provider.is_empty()),
         ("bot_info_name", !r.bot_info_name.is_empty()),
-        ("incremental_identification_status", !r.incremental_identification_status.is_empty()),
+        (
+            "incremental_identification_status",
+            !r.incremental_identification_status.is_empty(),
+        ),
         ("total_hits", r.total_hits.is_some()),
         ("tor_node", r.tor_node.is_some()),
-        ("simulator", r.simulator.is_some() || r.active_call.is_some()),
+        (
+            "simulator",
+            r.simulator.is_some() || r.active_call.is_some(),
+        ),
     ];
     let v3_only = [
         ("ip_blocklist", r.ip_blocklist.is_some()),
@@ -190,7 +210,13 @@ impl FingerprintService for FingerprintApi {
         let key = Key::new("GetVisits", client.identity(), &req);
         let (answer, status) = self
             .cache
-            .get_or_fetch(key, self.ttl.get_visits, self.ttl.not_found, bypass, client.visits(&req))
+            .get_or_fetch(
+                key,
+                self.ttl.get_visits,
+                self.ttl.not_found,
+                bypass,
+                client.visits(&req),
+            )
             .await
             .map_err(|e| e.to_status())?;
         Ok(respond(answer, status))
@@ -207,7 +233,13 @@ impl FingerprintService for FingerprintApi {
         let key = Key::new("SearchEvents", client.identity(), &req);
         let (answer, status) = self
             .cache
-            .get_or_fetch(key, self.ttl.search_events, self.ttl.not_found, bypass, client.search(&req))
+            .get_or_fetch(
+                key,
+                self.ttl.search_events,
+                self.ttl.not_found,
+                bypass,
+                client.search(&req),
+            )
             .await
             .map_err(|e| e.to_status())?;
         Ok(respond(answer, status))

@@ -56,14 +56,23 @@ impl StytchService for StytchApi {
         validate::id("telemetry_id", &req.telemetry_id)?;
         if let Some(meta) = &req.external_metadata {
             validate::metadata("external_metadata.external_id", meta.external_id.as_ref())?;
-            validate::metadata("external_metadata.organization_id", meta.organization_id.as_ref())?;
+            validate::metadata(
+                "external_metadata.organization_id",
+                meta.organization_id.as_ref(),
+            )?;
             validate::metadata("external_metadata.user_action", meta.user_action.as_ref())?;
         }
         let client = self.client()?;
         let key = Key::new("LookupTelemetry", client.identity(), &req);
         let (answer, status) = self
             .cache
-            .get_or_fetch(key, self.ttl.lookup_telemetry, self.ttl.not_found, bypass, client.lookup(&req))
+            .get_or_fetch(
+                key,
+                self.ttl.lookup_telemetry,
+                self.ttl.not_found,
+                bypass,
+                client.lookup(&req),
+            )
             .await
             .map_err(|e| e.to_status())?;
         Ok(respond(answer, status))
@@ -81,7 +90,13 @@ impl StytchService for StytchApi {
         let key = Key::new("ListRules", client.identity(), &req);
         let (answer, status) = self
             .cache
-            .get_or_fetch(key, self.ttl.list_rules, self.ttl.not_found, bypass, client.list_rules(&req))
+            .get_or_fetch(
+                key,
+                self.ttl.list_rules,
+                self.ttl.not_found,
+                bypass,
+                client.list_rules(&req),
+            )
             .await
             .map_err(|e| e.to_status())?;
         Ok(respond(answer, status))

@@ -24,13 +24,19 @@ pub fn id(field: &'static str, value: &str) -> Result<(), Error> {
 /// An id that may be empty (meaning "not set").
 pub fn optional_id(field: &'static str, value: &str) -> Result<(), Error> {
     if value.len() > MAX_ID_BYTES {
-        return Err(Error::invalid(field, format!("is longer than {MAX_ID_BYTES} bytes")));
+        return Err(Error::invalid(
+            field,
+            format!("is longer than {MAX_ID_BYTES} bytes"),
+        ));
     }
     if let Some(c) = value
         .chars()
         .find(|c| c.is_control() || c.is_whitespace() || matches!(c, '/' | '?' | '#' | '%' | '\\'))
     {
-        return Err(Error::invalid(field, format!("{value:?} contains the character {c:?}, which no id has")));
+        return Err(Error::invalid(
+            field,
+            format!("{value:?} contains the character {c:?}, which no id has"),
+        ));
     }
     Ok(())
 }
@@ -38,7 +44,10 @@ pub fn optional_id(field: &'static str, value: &str) -> Result<(), Error> {
 /// Free text (may be empty): bounded, no control characters.
 pub fn text(field: &'static str, value: &str) -> Result<(), Error> {
     if value.len() > MAX_TEXT_BYTES {
-        return Err(Error::invalid(field, format!("is longer than {MAX_TEXT_BYTES} bytes")));
+        return Err(Error::invalid(
+            field,
+            format!("is longer than {MAX_TEXT_BYTES} bytes"),
+        ));
     }
     if value.chars().any(char::is_control) {
         return Err(Error::invalid(field, "contains control characters"));
@@ -51,13 +60,19 @@ pub fn one_of(field: &'static str, value: &str, allowed: &[&str]) -> Result<(), 
     if value.is_empty() || allowed.contains(&value) {
         return Ok(());
     }
-    Err(Error::invalid(field, format!("{value:?} is not one of {}", allowed.join(", "))))
+    Err(Error::invalid(
+        field,
+        format!("{value:?} is not one of {}", allowed.join(", ")),
+    ))
 }
 
 /// A repeated filter of short word-like tokens.
 pub fn tokens(field: &'static str, values: &[String]) -> Result<(), Error> {
     if values.len() > MAX_LIST_LEN {
-        return Err(Error::invalid(field, format!("has more than {MAX_LIST_LEN} values")));
+        return Err(Error::invalid(
+            field,
+            format!("has more than {MAX_LIST_LEN} values"),
+        ));
     }
     for v in values {
         if v.is_empty() {
@@ -65,7 +80,10 @@ pub fn tokens(field: &'static str, values: &[String]) -> Result<(), Error> {
         }
         text(field, v)?;
         if v.len() > MAX_ID_BYTES {
-            return Err(Error::invalid(field, format!("has a value longer than {MAX_ID_BYTES} bytes")));
+            return Err(Error::invalid(
+                field,
+                format!("has a value longer than {MAX_ID_BYTES} bytes"),
+            ));
         }
     }
     Ok(())
@@ -74,7 +92,9 @@ pub fn tokens(field: &'static str, values: &[String]) -> Result<(), Error> {
 /// An optional limit within `1..=max`.
 pub fn limit(field: &'static str, value: Option<u32>, max: u32) -> Result<(), Error> {
     match value {
-        Some(v) if v == 0 || v > max => Err(Error::invalid(field, format!("{v} is outside 1..={max}"))),
+        Some(v) if v == 0 || v > max => {
+            Err(Error::invalid(field, format!("{v} is outside 1..={max}")))
+        }
         _ => Ok(()),
     }
 }
@@ -95,10 +115,10 @@ pub fn timestamp(field: &'static str, value: Option<&Timestamp>) -> Result<(), E
 pub fn window(start: Option<&Timestamp>, end: Option<&Timestamp>) -> Result<(), Error> {
     timestamp("start", start)?;
     timestamp("end", end)?;
-    if let (Some(s), Some(e)) = (start, end) {
-        if (s.seconds, s.nanos) > (e.seconds, e.nanos) {
-            return Err(Error::invalid("start", "is after end"));
-        }
+    if let (Some(s), Some(e)) = (start, end)
+        && (s.seconds, s.nanos) > (e.seconds, e.nanos)
+    {
+        return Err(Error::invalid("start", "is after end"));
     }
     Ok(())
 }
@@ -112,14 +132,22 @@ pub fn ip_or_cidr(field: &'static str, value: &str) -> Result<(), Error> {
         Some((a, p)) => (a, Some(p)),
         None => (value, None),
     };
-    let ip: IpAddr = addr
-        .parse()
-        .map_err(|_| Error::invalid(field, format!("{value:?} is not an IP address or CIDR range")))?;
+    let ip: IpAddr = addr.parse().map_err(|_| {
+        Error::invalid(
+            field,
+            format!("{value:?} is not an IP address or CIDR range"),
+        )
+    })?;
     if let Some(p) = prefix {
         let max = if ip.is_ipv4() { 32 } else { 128 };
         match p.parse::<u8>() {
             Ok(n) if n <= max => {}
-            _ => return Err(Error::invalid(field, format!("{value:?} has a prefix outside 0..={max}"))),
+            _ => {
+                return Err(Error::invalid(
+                    field,
+                    format!("{value:?} has a prefix outside 0..={max}"),
+                ));
+            }
         }
     }
     Ok(())
@@ -143,7 +171,10 @@ pub fn metadata(field: &'static str, value: Option<&String>) -> Result<(), Error
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '.' | '@')))
     {
-        return Err(Error::invalid(field, format!("contains {c:?}; only letters, digits and _ - + . @ are allowed")));
+        return Err(Error::invalid(
+            field,
+            format!("contains {c:?}; only letters, digits and _ - + . @ are allowed"),
+        ));
     }
     Ok(())
 }
@@ -154,7 +185,9 @@ mod tests {
 
     #[test]
     fn hostile_ids_are_rejected() {
-        for bad in ["", "a/b", "a?b", "a#b", "a%2Fb", "a b", "a\nb", "a\u{0}b", "..\\x"] {
+        for bad in [
+            "", "a/b", "a?b", "a#b", "a%2Fb", "a b", "a\nb", "a\u{0}b", "..\\x",
+        ] {
             assert!(id("event_id", bad).is_err(), "{bad:?}");
         }
         assert!(id("event_id", &"x".repeat(257)).is_err());

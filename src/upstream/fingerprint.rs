@@ -36,8 +36,9 @@ impl FingerprintClient {
             Generation::V4 => format!("Bearer {}", config.secret_api_key.expose()),
             Generation::V3 => config.secret_api_key.expose().to_owned(),
         };
-        let mut auth = HeaderValue::from_str(&raw)
-            .map_err(|_| "FINGERPRINT_SECRET_API_KEY has characters not allowed in an HTTP header".to_owned())?;
+        let mut auth = HeaderValue::from_str(&raw).map_err(|_| {
+            "FINGERPRINT_SECRET_API_KEY has characters not allowed in an HTTP header".to_owned()
+        })?;
         auth.set_sensitive(true);
         // Identity for cache keys: generation, base URL and a digest of the key (never the key).
         let identity = format!(
@@ -88,7 +89,9 @@ impl FingerprintClient {
                 Ok(search_response_v4(body))
             }
             Generation::V3 => {
-                let body = self.get(&["events", "search"], &search_query_v3(req)).await?;
+                let body = self
+                    .get(&["events", "search"], &search_query_v3(req))
+                    .await?;
                 let mut o = crate::convert::json::Obj::new(body);
                 let events = take_events(&mut o, "events", v3::from_event);
                 Ok(SearchEventsResponse {
@@ -142,7 +145,9 @@ impl FingerprintClient {
                 end: req.end,
                 ..SearchEventsRequest::default()
             };
-            let body = self.get(&["v4", "events"], &search_query_v4(&search)).await?;
+            let body = self
+                .get(&["v4", "events"], &search_query_v4(&search))
+                .await?;
             let answer = search_response_v4(body);
             let got = answer.events.len() as u32;
             visits.extend(answer.events);
@@ -161,7 +166,11 @@ impl FingerprintClient {
         })
     }
 
-    async fn get(&self, segments: &[&str], query: &[(&'static str, String)]) -> Result<JsonObject, Error> {
+    async fn get(
+        &self,
+        segments: &[&str],
+        query: &[(&'static str, String)],
+    ) -> Result<JsonObject, Error> {
         let url = self.url(segments, query);
         let header = match self.config.generation {
             Generation::V4 => reqwest::header::AUTHORIZATION.as_str(),
@@ -283,7 +292,11 @@ fn common_filters(q: &mut Query, r: &SearchEventsRequest) {
     push_bool(q, "location_spoofing", r.location_spoofing);
     push_bool(q, "mitm_attack", r.mitm_attack);
     push_bool(q, "rare_device", r.rare_device);
-    push(q, "rare_device_percentile_bucket", &r.rare_device_percentile_bucket);
+    push(
+        q,
+        "rare_device_percentile_bucket",
+        &r.rare_device_percentile_bucket,
+    );
     push_bool(q, "proxy", r.proxy);
     push(q, "sdk_version", &r.sdk_version);
     push(q, "sdk_platform", &r.sdk_platform);
@@ -319,7 +332,11 @@ fn search_query_v4(r: &SearchEventsRequest) -> Query {
         q.push(("total_hits", total.to_string()));
     }
     push_bool(&mut q, "tor_node", r.tor_node);
-    push(&mut q, "incremental_identification_status", &r.incremental_identification_status);
+    push(
+        &mut q,
+        "incremental_identification_status",
+        &r.incremental_identification_status,
+    );
     push_bool(&mut q, "simulator", r.simulator);
     push_bool(&mut q, "active_call", r.active_call);
     q

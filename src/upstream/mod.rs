@@ -71,7 +71,9 @@ impl Http {
         request: RequestBuilder,
         secrets: &[&str],
     ) -> Result<JsonObject, Error> {
-        let request = request.build().map_err(|source| Error::Connect { upstream, source })?;
+        let request = request
+            .build()
+            .map_err(|source| Error::Connect { upstream, source })?;
         let span = tracing::info_span!(
             "upstream",
             otel.name = %format!("{} {}", request.method(), route_of(request.url().path())),
@@ -222,7 +224,10 @@ fn retry_after(headers: &header::HeaderMap) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let at = httpdate::parse_http_date(raw).ok()?;
-    Some(at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 fn api_error(

@@ -39,9 +39,15 @@ impl StytchClient {
     }
 
     /// `POST /v1/fingerprint/lookup`.
-    pub async fn lookup(&self, req: &LookupTelemetryRequest) -> Result<LookupTelemetryResponse, Error> {
+    pub async fn lookup(
+        &self,
+        req: &LookupTelemetryRequest,
+    ) -> Result<LookupTelemetryResponse, Error> {
         let mut body = Map::new();
-        body.insert("telemetry_id".to_owned(), Json::String(req.telemetry_id.clone()));
+        body.insert(
+            "telemetry_id".to_owned(),
+            Json::String(req.telemetry_id.clone()),
+        );
         if let Some(meta) = &req.external_metadata {
             let mut m = Map::new();
             for (key, value) in [
@@ -57,7 +63,9 @@ impl StytchClient {
                 body.insert("external_metadata".to_owned(), Json::Object(m));
             }
         }
-        let answer = self.post(&["v1", "fingerprint", "lookup"], Json::Object(body)).await?;
+        let answer = self
+            .post(&["v1", "fingerprint", "lookup"], Json::Object(body))
+            .await?;
         Ok(convert::lookup(answer))
     }
 
@@ -70,7 +78,9 @@ impl StytchClient {
         if !req.cursor.is_empty() {
             body.insert("cursor".to_owned(), Json::String(req.cursor.clone()));
         }
-        let answer = self.post(&["v1", "rules", "list"], Json::Object(body)).await?;
+        let answer = self
+            .post(&["v1", "rules", "list"], Json::Object(body))
+            .await?;
         Ok(convert::rules(answer))
     }
 

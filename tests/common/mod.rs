@@ -1,5 +1,5 @@
 //! Test harness: a real sandbox upstream, the real gateway on 127.0.0.1:0, real clients.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::{collections::HashMap, path::PathBuf, time::Duration};
 
@@ -53,7 +53,11 @@ impl Harness {
 
     /// Gateway against a fresh sandbox, with extra settings overriding the defaults.
     pub async fn start_with(generation: Generation, extra: &[(&'static str, String)]) -> Self {
-        let sandbox = Sandbox::start(TcpListener::bind("127.0.0.1:0").await.unwrap(), Credentials::default()).unwrap();
+        let sandbox = Sandbox::start(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            Credentials::default(),
+        )
+        .unwrap();
         let mut settings = sandbox_settings(&sandbox, generation);
         settings.extend(extra.iter().cloned());
         Self::start_config(sandbox, config(&settings)).await
@@ -72,7 +76,13 @@ impl Harness {
             .connect()
             .await
             .unwrap();
-        Self { sandbox, addr, channel, stop: Some(stop), task: Some(task) }
+        Self {
+            sandbox,
+            addr,
+            channel,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     pub fn fingerprint(&self) -> FingerprintServiceClient<Channel> {
@@ -124,7 +134,8 @@ pub fn cache_of<T>(response: &tonic::Response<T>) -> String {
 /// A request with `cache-control: no-cache`.
 pub fn no_cache<T>(message: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(message);
-    r.metadata_mut().insert("cache-control", "no-cache".parse().unwrap());
+    r.metadata_mut()
+        .insert("cache-control", "no-cache".parse().unwrap());
     r
 }
 
@@ -136,9 +147,15 @@ pub fn fixtures() -> Option<PathBuf> {
         return Some(dir);
     }
     if std::env::var("FPGW_REQUIRE_FIXTURES").is_ok_and(|v| v == "1") {
-        panic!("FPGW_REQUIRE_FIXTURES=1 but {} does not exist", dir.display());
+        panic!(
+            "FPGW_REQUIRE_FIXTURES=1 but {} does not exist",
+            dir.display()
+        );
     }
-    eprintln!("SKIPPED: {} not found (a fresh clone has no ../shared); set FPGW_REQUIRE_FIXTURES=1 to make this a failure", dir.display());
+    eprintln!(
+        "SKIPPED: {} not found (a fresh clone has no ../shared); set FPGW_REQUIRE_FIXTURES=1 to make this a failure",
+        dir.display()
+    );
     None
 }
 
