@@ -575,6 +575,14 @@ mod tests {
     }
 
     #[test]
+    fn readme_documents_every_setting() {
+        let readme = include_str!("../README.md");
+        for (name, _, _) in SETTINGS {
+            assert!(readme.contains(&format!("`{name}`")), "README lacks {name}");
+        }
+    }
+
+    #[test]
     fn nothing_configured_is_an_error() {
         assert!(matches!(load(&[]), Err(ConfigError::NothingToServe)));
     }

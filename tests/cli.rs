@@ -18,20 +18,29 @@ fn gateway(args: &[&str], env: &[(&str, &str)]) -> Command {
 }
 
 fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 fn wait_for(addr: SocketAddr, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(addr).is_err() {
         assert!(child.try_wait().unwrap().is_none(), "gateway exited early");
-        assert!(Instant::now() < deadline, "gateway did not listen on {addr}");
+        assert!(
+            Instant::now() < deadline,
+            "gateway did not listen on {addr}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 fn sigterm(child: &Child) {
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
@@ -41,13 +50,21 @@ fn no_upstream_and_no_sandbox_exits_with_usage_code() {
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "one line: {err}");
-    assert!(err.contains("--sandbox") && err.contains("FINGERPRINT_SECRET_API_KEY"), "{err}");
+    assert!(
+        err.contains("--sandbox") && err.contains("FINGERPRINT_SECRET_API_KEY"),
+        "{err}"
+    );
 }
 
 #[test]
 fn bad_setting_exits_with_usage_code_before_binding() {
     let addr = free_port();
-    let out = gateway(&["--sandbox", "--listen", &addr.to_string()], &[("FINGERPRINT_REGION", "mars")]).output().unwrap();
+    let out = gateway(
+        &["--sandbox", "--listen", &addr.to_string()],
+        &[("FINGERPRINT_REGION", "mars")],
+    )
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("FINGERPRINT_REGION"));
 }
@@ -82,13 +99,20 @@ fn blackbox(addr: SocketAddr) {
         .is_ok_and(|o| o.status.success());
     if !ready {
         if std::env::var("FPGW_REQUIRE_PYTHON").is_ok_and(|v| v == "1") {
-            panic!("FPGW_REQUIRE_PYTHON=1 but python3 with grpcio is missing: pip install -r tests/requirements.txt");
+            panic!(
+                "FPGW_REQUIRE_PYTHON=1 but python3 with grpcio is missing: pip install -r tests/requirements.txt"
+            );
         }
-        eprintln!("SKIPPED black-box part: python3 with grpcio not found (pip install -r tests/requirements.txt)");
+        eprintln!(
+            "SKIPPED black-box part: python3 with grpcio not found (pip install -r tests/requirements.txt)"
+        );
         return;
     }
     let out = Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/blackbox/smoke.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/blackbox/smoke.py"
+        ))
         .arg(addr.to_string())
         .output()
         .unwrap();

@@ -241,6 +241,8 @@ async fn hostile_and_malformed_inputs_are_invalid_argument_before_any_upstream_c
     let mut fp = h.fingerprint();
     for id in [
         "",
+        ".",
+        "..",
         "../../v4/visitors/x",
         "a?b=c",
         "a#frag",

@@ -29,6 +29,10 @@ pub fn optional_id(field: &'static str, value: &str) -> Result<(), Error> {
             format!("is longer than {MAX_ID_BYTES} bytes"),
         ));
     }
+    // URL libraries drop "." and ".." path segments: such an id would reach another endpoint.
+    if value == "." || value == ".." {
+        return Err(Error::invalid(field, format!("{value:?} is not an id")));
+    }
     if let Some(c) = value
         .chars()
         .find(|c| c.is_control() || c.is_whitespace() || matches!(c, '/' | '?' | '#' | '%' | '\\'))
@@ -186,7 +190,7 @@ mod tests {
     #[test]
     fn hostile_ids_are_rejected() {
         for bad in [
-            "", "a/b", "a?b", "a#b", "a%2Fb", "a b", "a\nb", "a\u{0}b", "..\\x",
+            "", ".", "..", "a/b", "a?b", "a#b", "a%2Fb", "a b", "a\nb", "a\u{0}b", "..\\x",
         ] {
             assert!(id("event_id", bad).is_err(), "{bad:?}");
         }
