@@ -17,6 +17,16 @@ fn gateway(args: &[&str], env: &[(&str, &str)]) -> Command {
     cmd
 }
 
+/// Kills the gateway if a test fails before stopping it.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn free_port() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -72,14 +82,17 @@ fn bad_setting_exits_with_usage_code_before_binding() {
 #[test]
 fn sandbox_serves_and_sigterm_stops_cleanly() {
     let addr = free_port();
-    let mut child = gateway(&["--sandbox", "--listen", &addr.to_string()], &[])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(addr, &mut child);
+    let mut running = Running(
+        gateway(&["--sandbox", "--listen", &addr.to_string()], &[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut running.0;
+    wait_for(addr, child);
     blackbox(addr);
-    sigterm(&child);
+    sigterm(child);
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {

@@ -28,6 +28,7 @@ use std::{
     time::Duration,
 };
 
+use axum::serve::ListenerExt;
 use axum::{
     Router,
     body::Bytes,
@@ -197,6 +198,10 @@ impl Sandbox {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = router(state);
         let task = tokio::spawn(async move {
+            // TCP_NODELAY: answers must not wait for delayed ACKs (see server.rs).
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     let _ = rx.await;
