@@ -2,17 +2,27 @@
 //!
 //! Identical concurrent misses wait for one upstream call (moka's `or_try_insert_with`).
 //! Only answers are cached: successes, and NOT_FOUND for a short while. Errors are not.
+//!
+//! Writes invalidate: each entry is tagged with the events and visitors its answer
+//! contains, and a write drops the entries it could have changed. A read that was in
+//! flight while a write completed is answered but not kept: every write bumps its
+//! upstream's epoch, and an answer fetched across an epoch change is stored already
+//! expired, so it cannot outlive the write that made it stale.
 
 use std::{
     any::Any,
     future::Future,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use moka::{Expiry, future::Cache as Moka};
 
-use crate::error::{ApiError, Error};
+use crate::error::{ApiError, Error, Upstream};
+use crate::proto::v1::{Event, GetEventResponse, GetVisitsResponse, SearchEventsResponse};
 
 /// Where an answer came from; sent to callers as the `x-cache` response metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,9 +35,28 @@ pub enum CacheStatus {
     Bypass,
 }
 
-/// What identifies one answer: the RPC, the upstream identity and the whole request.
+/// Something an answer contains, that a write can change.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Tag {
+    /// An event id.
+    Event(String),
+    /// A visitor id.
+    Visitor(String),
+}
+
+/// Answers say which events and visitors they contain.
+pub trait Tagged {
+    /// The tags of this answer; none by default.
+    fn tags(&self) -> Vec<Tag> {
+        Vec::new()
+    }
+}
+
+/// What identifies one answer: the upstream, the RPC, the upstream identity and the
+/// whole request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
+    upstream: Upstream,
     rpc: &'static str,
     identity: Arc<str>,
     request: Vec<u8>,
@@ -37,6 +66,7 @@ pub struct Key {
 #[derive(Clone)]
 struct Entry {
     stored: Stored,
+    tags: Arc<[Tag]>,
     ttl: Duration,
     weight: u32,
 }
@@ -53,6 +83,7 @@ struct PerEntryTtl;
 #[derive(Clone)]
 pub struct Cache {
     inner: Option<Moka<Key, Entry>>,
+    epochs: Arc<[AtomicU64; 2]>,
 }
 
 // === impl CacheStatus ===
@@ -68,17 +99,69 @@ impl CacheStatus {
     }
 }
 
+// === impl Tagged ===
+
+fn event_tags(e: &Event, out: &mut Vec<Tag>) {
+    if !e.event_id.is_empty() {
+        out.push(Tag::Event(e.event_id.clone()));
+    }
+    if let Some(ident) = &e.identification {
+        out.push(Tag::Visitor(ident.visitor_id.clone()));
+    }
+}
+
+impl Tagged for GetEventResponse {
+    fn tags(&self) -> Vec<Tag> {
+        let mut out = Vec::new();
+        if let Some(e) = &self.event {
+            event_tags(e, &mut out);
+        }
+        out
+    }
+}
+
+impl Tagged for GetVisitsResponse {
+    fn tags(&self) -> Vec<Tag> {
+        let mut out = vec![Tag::Visitor(self.visitor_id.clone())];
+        self.visits.iter().for_each(|e| event_tags(e, &mut out));
+        out
+    }
+}
+
+impl Tagged for SearchEventsResponse {
+    fn tags(&self) -> Vec<Tag> {
+        let mut out = Vec::new();
+        self.events.iter().for_each(|e| event_tags(e, &mut out));
+        out
+    }
+}
+
+impl Tagged for crate::proto::v1::LookupTelemetryResponse {}
+impl Tagged for crate::proto::v1::ListRulesResponse {}
+impl Tagged for crate::proto::v1::ListVerdictReasonsResponse {}
+
 // === impl Key ===
 
 impl Key {
     /// The key of `request` to `rpc` on the upstream known as `identity`.
-    pub fn new(rpc: &'static str, identity: &str, request: &impl prost::Message) -> Self {
+    pub fn new(
+        upstream: Upstream,
+        rpc: &'static str,
+        identity: &str,
+        request: &impl prost::Message,
+    ) -> Self {
         // prost encodes deterministically (fields in order, no maps in requests).
         Self {
+            upstream,
             rpc,
             identity: Arc::from(identity),
             request: request.encode_to_vec(),
         }
+    }
+
+    /// The RPC this key belongs to.
+    pub fn rpc(&self) -> &'static str {
+        self.rpc
     }
 }
 
@@ -100,9 +183,20 @@ impl Cache {
                 .max_capacity(max_bytes)
                 .weigher(|_k: &Key, v: &Entry| v.weight)
                 .expire_after(PerEntryTtl)
+                .support_invalidation_closures()
                 .build()
         });
-        Self { inner }
+        Self {
+            inner,
+            epochs: Arc::new([AtomicU64::new(0), AtomicU64::new(0)]),
+        }
+    }
+
+    fn epoch(&self, upstream: Upstream) -> &AtomicU64 {
+        &self.epochs[match upstream {
+            Upstream::Fingerprint => 0,
+            Upstream::Stytch => 1,
+        }]
     }
 
     /// The cached answer for `key`, or the answer of `fetch`, cached for `ttl`
@@ -116,7 +210,7 @@ impl Cache {
         fetch: F,
     ) -> Result<(T, CacheStatus), Arc<Error>>
     where
-        T: prost::Message + Clone + Send + Sync + 'static,
+        T: prost::Message + Tagged + Clone + Send + Sync + 'static,
         F: Future<Output = Result<T, Error>>,
     {
         let Some(cache) = self.inner.as_ref().filter(|_| !ttl.is_zero()) else {
@@ -128,18 +222,26 @@ impl Cache {
             return fetch.await.map(|v| (v, status)).map_err(Arc::new);
         };
         let key_len = key.request.len() + key.identity.len();
+        let epoch = self.epoch(key.upstream);
         let load = async move {
-            match fetch.await {
-                Ok(value) => Ok(Entry::value(value, ttl, key_len)),
+            let started = epoch.load(Ordering::Acquire);
+            let result = fetch.await;
+            // A write finished while this read was in flight: answer, but do not keep.
+            let stale = epoch.load(Ordering::Acquire) != started;
+            let keep = |t: Duration| if stale { Duration::ZERO } else { t };
+            match result {
+                Ok(value) => Ok(Entry::value(value, keep(ttl), key_len)),
                 Err(Error::Api(api)) if api.is_not_found() && !not_found_ttl.is_zero() => {
-                    Ok(Entry::not_found(api, not_found_ttl, key_len))
+                    Ok(Entry::not_found(api, keep(not_found_ttl), key_len))
                 }
                 Err(e) => Err(e),
             }
         };
         if bypass {
             let entry = load.await.map_err(Arc::new)?;
-            cache.insert(key, entry.clone()).await;
+            if !entry.ttl.is_zero() {
+                cache.insert(key, entry.clone()).await;
+            }
             return entry.open().map(|v| (v, CacheStatus::Bypass));
         }
         let entry = cache.entry(key).or_try_insert_with(load).await?;
@@ -151,10 +253,23 @@ impl Cache {
         entry.into_value().open().map(|v| (v, status))
     }
 
-    /// Removes every cached answer.
-    pub fn clear(&self) {
+    /// After a write to `upstream`: drops every entry of that upstream for which
+    /// `affected(rpc, tags)` holds, and marks answers still in flight as stale.
+    pub fn invalidate(
+        &self,
+        upstream: Upstream,
+        affected: impl Fn(&'static str, &[Tag]) -> bool + Send + Sync + 'static,
+    ) {
+        self.epoch(upstream).fetch_add(1, Ordering::AcqRel);
         if let Some(cache) = &self.inner {
-            cache.invalidate_all();
+            let dropped = cache.invalidate_entries_if(move |k, v| {
+                k.upstream == upstream && affected(k.rpc, &v.tags)
+            });
+            if let Err(e) = dropped {
+                // Only possible without `support_invalidation_closures`; drop everything then.
+                tracing::warn!(error = %e, "cache: predicate invalidation unavailable; clearing");
+                cache.invalidate_all();
+            }
         }
     }
 }
@@ -162,13 +277,14 @@ impl Cache {
 // === impl Entry ===
 
 impl Entry {
-    fn value<T: prost::Message + Send + Sync + 'static>(
+    fn value<T: prost::Message + Tagged + Send + Sync + 'static>(
         value: T,
         ttl: Duration,
         key_len: usize,
     ) -> Self {
         let weight = weight(value.encoded_len() + key_len);
         Self {
+            tags: value.tags().into(),
             stored: Stored::Value(Arc::new(value)),
             ttl,
             weight,
@@ -179,6 +295,7 @@ impl Entry {
         Self {
             weight: weight(256 + key_len),
             stored: Stored::NotFound(api),
+            tags: Arc::from([]),
             ttl,
         }
     }
@@ -189,7 +306,7 @@ impl Entry {
             Stored::Value(any) => any.downcast_ref::<T>().cloned().ok_or_else(|| {
                 // Keys include the RPC name, so one key always holds one type.
                 Arc::new(Error::Malformed {
-                    upstream: crate::error::Upstream::Fingerprint,
+                    upstream: Upstream::Fingerprint,
                     detail: "cache entry of another type".to_owned(),
                 })
             }),

@@ -55,6 +55,16 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "overrides the region's base URL (proxy, tests)",
     ),
     (
+        "FINGERPRINT_SEALED_RESULT_KEYS",
+        "",
+        "comma-separated base64 AES-256 keys for UnsealEvent, tried in order",
+    ),
+    (
+        "FINGERPRINT_WEBHOOK_SECRETS",
+        "",
+        "comma-separated secrets for VerifyWebhookSignature",
+    ),
+    (
         "STYTCH_PROJECT_ID",
         "",
         "Stytch project id; unset disables StytchService",
@@ -179,6 +189,10 @@ pub enum ConfigError {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
+/// A 256-bit key that decrypts sealed client results; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedKey(pub [u8; 32]);
+
 /// fingerprint.com Server API generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Generation {
@@ -274,6 +288,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Telemetry settings.
     pub telemetry: TelemetryConfig,
+    /// Keys for sealed client results, in the order they are tried.
+    pub sealed_result_keys: Vec<SealedKey>,
+    /// Secrets for webhook signatures.
+    pub webhook_secrets: Vec<Secret>,
 }
 
 /// Where setting values come from, highest priority first.
@@ -303,6 +321,14 @@ impl Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret([redacted])")
+    }
+}
+
+// === impl SealedKey ===
+
+impl fmt::Debug for SealedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SealedKey([redacted])")
     }
 }
 
@@ -420,6 +446,15 @@ impl Config {
                 other => Err(format!("expected text or json, got {other:?}")),
             }
         })?;
+        let sealed_result_keys = list(get("FINGERPRINT_SEALED_RESULT_KEYS"))
+            .iter()
+            .enumerate()
+            .map(|(i, key)| parse_sealed_key(i, key))
+            .collect::<Result<Vec<_>, _>>()?;
+        let webhook_secrets = list(get("FINGERPRINT_WEBHOOK_SECRETS"))
+            .into_iter()
+            .map(Secret::new)
+            .collect();
         let config = Self {
             listen,
             sandbox,
@@ -436,12 +471,56 @@ impl Config {
                     .unwrap_or_else(|| "fingerprint-gateway".to_owned()),
                 log_format,
             },
+            sealed_result_keys,
+            webhook_secrets,
         };
         if !config.sandbox && config.fingerprint.is_none() && config.stytch.is_none() {
             return Err(ConfigError::NothingToServe);
         }
         Ok(config)
     }
+}
+
+/// Splits a comma-separated list; empty entries are dropped (an empty secret is no secret).
+fn list(raw: Option<String>) -> Vec<String> {
+    raw.unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn parse_sealed_key(index: usize, raw: &str) -> Result<SealedKey, ConfigError> {
+    use base64::{
+        Engine, alphabet,
+        engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig},
+    };
+    // Keys are shown with the standard or URL-safe alphabet, padded or not; like the
+    // official SDKs, non-zero trailing bits are accepted.
+    let lenient = GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let bytes = [alphabet::STANDARD, alphabet::URL_SAFE]
+        .iter()
+        .find_map(|a| GeneralPurpose::new(a, lenient).decode(raw).ok())
+        .ok_or_else(|| {
+            invalid(
+                "FINGERPRINT_SEALED_RESULT_KEYS",
+                format!("key {} is not base64", index + 1),
+            )
+        })?;
+    let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+        invalid(
+            "FINGERPRINT_SEALED_RESULT_KEYS",
+            format!(
+                "key {} is {} bytes; AES-256 keys are 32",
+                index + 1,
+                b.len()
+            ),
+        )
+    })?;
+    Ok(SealedKey(key))
 }
 
 fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -618,6 +697,26 @@ mod tests {
         );
         let err = load(&[("STYTCH_PROJECT_ID", "p")]).unwrap_err();
         assert!(err.to_string().starts_with("STYTCH_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn sealed_keys_and_webhook_secrets_are_lists() {
+        let key = "p2PA7MGy5tx56cnyJaFZMr96BCFwZeHjZV2EqMvTq53=";
+        let c = load(&[
+            ("GATEWAY_SANDBOX", "1"),
+            ("FINGERPRINT_SEALED_RESULT_KEYS", &format!("{key}, {key}")),
+            ("FINGERPRINT_WEBHOOK_SECRETS", "whsec_first,,whsec_second"),
+        ])
+        .unwrap();
+        assert_eq!(c.sealed_result_keys.len(), 2);
+        assert_eq!(c.webhook_secrets.len(), 2);
+        assert!(!format!("{c:?}").contains("whsec_first"));
+        let err = load(&[
+            ("GATEWAY_SANDBOX", "1"),
+            ("FINGERPRINT_SEALED_RESULT_KEYS", "c2hvcnQ="),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("32"), "{err}");
     }
 
     #[test]

@@ -82,6 +82,12 @@ pub enum Error {
         /// The body's content type.
         content_type: String,
     },
+    /// A sealed client result could not be opened.
+    #[error("{0}")]
+    Sealed(#[from] crate::sealed::SealedError),
+    /// A webhook check was asked for, but no secret is configured.
+    #[error("no webhook secret is configured: set FINGERPRINT_WEBHOOK_SECRETS")]
+    NoWebhookSecrets,
     /// The upstream's JSON answer does not have the expected shape.
     #[error("{upstream} answered with malformed JSON: {detail}")]
     Malformed {
@@ -170,6 +176,11 @@ enum Meaning {
 }
 
 impl ApiError {
+    /// Whether the upstream said the resource is not ready yet (409 `state_not_ready`).
+    pub fn is_not_ready(&self) -> bool {
+        matches!(self.meaning(), Meaning::NotReady)
+    }
+
     /// Whether the upstream said the record does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self.meaning(), Meaning::NotFound)
@@ -282,6 +293,29 @@ impl Error {
                 };
                 (code, self.to_string())
             }
+            Self::Sealed(e) => {
+                use crate::sealed::SealedError as S;
+                let (code, reason) = match e {
+                    S::NoKeys => (Code::FailedPrecondition, "SEALED_NO_KEYS"),
+                    S::Decrypt => (Code::FailedPrecondition, "SEALED_DECRYPTION_FAILED"),
+                    S::Size => (Code::InvalidArgument, "SEALED_SIZE"),
+                    S::Header => (Code::InvalidArgument, "SEALED_BAD_HEADER"),
+                    S::Truncated => (Code::InvalidArgument, "SEALED_TRUNCATED"),
+                    S::Compression => (Code::InvalidArgument, "SEALED_BAD_COMPRESSION"),
+                    S::TooLarge => (Code::InvalidArgument, "SEALED_TOO_LARGE"),
+                    S::Json => (Code::InvalidArgument, "SEALED_BAD_JSON"),
+                    S::NotAnEvent => (Code::InvalidArgument, "SEALED_NOT_AN_EVENT"),
+                };
+                if code == Code::InvalidArgument {
+                    details.add_bad_request_violation("sealed", e.to_string());
+                }
+                details.set_error_info(reason, GATEWAY_DOMAIN, HashMap::new());
+                (code, self.to_string())
+            }
+            Self::NoWebhookSecrets => {
+                details.set_error_info("WEBHOOK_NO_SECRETS", GATEWAY_DOMAIN, HashMap::new());
+                (Code::FailedPrecondition, self.to_string())
+            }
             Self::Malformed { upstream, .. } => {
                 details.set_error_info("UPSTREAM_MALFORMED", upstream.domain(), HashMap::new());
                 (Code::Internal, self.to_string())
@@ -347,7 +381,7 @@ fn log(err: &Error, code: Code) {
         Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition
             if matches!(
                 err,
-                Error::InvalidArgument { .. } | Error::Unsupported { .. }
+                Error::InvalidArgument { .. } | Error::Unsupported { .. } | Error::Sealed(_)
             ) =>
         {
             tracing::debug!(error = %err, "rejected request");

@@ -75,7 +75,13 @@ pub async fn serve(
         .clone()
         .map(|c| StytchClient::new(http.clone(), c));
     let cache = Cache::new(config.cache.max_bytes);
-    let fingerprint_api = FingerprintApi::new(fingerprint, cache.clone(), config.cache.clone());
+    let fingerprint_api = FingerprintApi::new(
+        fingerprint,
+        cache.clone(),
+        config.cache.clone(),
+        config.sealed_result_keys.clone(),
+        config.webhook_secrets.clone(),
+    );
     let stytch_api = StytchApi::new(stytch, cache, config.cache.clone());
 
     let (health, health_service) = tonic_health::server::health_reporter();

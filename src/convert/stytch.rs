@@ -6,7 +6,8 @@ use super::json::Obj;
 use crate::proto::v1::{
     Action, Asn, BrowserProperties, ExternalMetadata, Fingerprints, IpGeolocation,
     ListRulesResponse, ListVerdictReasonsResponse, LookupTelemetryResponse, NetworkProperties,
-    Properties, Rule, Verdict, VerdictReasonAction, VerdictReasonOverride,
+    Properties, Rule, SetRuleResponse, SetVerdictReasonOverrideResponse, Verdict,
+    VerdictReasonAction, VerdictReasonOverride,
 };
 
 /// Members every Stytch answer carries that restate the HTTP exchange itself.
@@ -114,30 +115,7 @@ pub fn rules(map: Map<String, Json>) -> ListRulesResponse {
     drop_envelope(&mut o);
     let mut out = ListRulesResponse {
         request_id: o.str("request_id").unwrap_or_default(),
-        rules: o.objs("rules", |r| {
-            let (action, action_raw) = read_action(r, "action");
-            let mut rule = Rule {
-                rule_type: r.str("rule_type").unwrap_or_default(),
-                action,
-                action_raw,
-                visitor_id: r.str("visitor_id"),
-                browser_id: r.str("browser_id"),
-                visitor_fingerprint: r.str("visitor_fingerprint"),
-                browser_fingerprint: r.str("browser_fingerprint"),
-                hardware_fingerprint: r.str("hardware_fingerprint"),
-                network_fingerprint: r.str("network_fingerprint"),
-                cidr_block: r.str("cidr_block"),
-                country_code: r.str("country_code"),
-                asn: r.str_or_number("asn"),
-                description: r.str("description"),
-                created_at: r.rfc3339("created_at"),
-                expires_at: r.rfc3339("expires_at"),
-                last_updated_at: r.rfc3339("last_updated_at"),
-                unmapped: None,
-            };
-            rule.unmapped = std::mem::take(r).finish_struct();
-            rule
-        }),
+        rules: o.objs("rules", rule),
         // Cursors arrive as null, "" or absent on the last page; all mean "no more".
         next_cursor: o.str("next_cursor").unwrap_or_default(),
         unmapped: None,
@@ -146,30 +124,112 @@ pub fn rules(map: Map<String, Json>) -> ListRulesResponse {
     out
 }
 
+/// One rule (`rules[]`, or the body of a set answer).
+fn rule(r: &mut Obj) -> Rule {
+    let (action, action_raw) = read_action(r, "action");
+    let mut rule = Rule {
+        rule_type: r.str("rule_type").unwrap_or_default(),
+        action,
+        action_raw,
+        visitor_id: r.str("visitor_id"),
+        browser_id: r.str("browser_id"),
+        visitor_fingerprint: r.str("visitor_fingerprint"),
+        browser_fingerprint: r.str("browser_fingerprint"),
+        hardware_fingerprint: r.str("hardware_fingerprint"),
+        network_fingerprint: r.str("network_fingerprint"),
+        cidr_block: r.str("cidr_block"),
+        country_code: r.str("country_code"),
+        asn: r.str_or_number("asn"),
+        description: r.str("description"),
+        created_at: r.rfc3339("created_at"),
+        expires_at: r.rfc3339("expires_at"),
+        last_updated_at: r.rfc3339("last_updated_at"),
+        unmapped: None,
+    };
+    rule.unmapped = std::mem::take(r).finish_struct();
+    rule
+}
+
 /// `POST /v1/verdict_reasons/list` 200 body.
 pub fn verdict_reasons(map: Map<String, Json>) -> ListVerdictReasonsResponse {
     let mut o = Obj::new(map);
     drop_envelope(&mut o);
     let mut out = ListVerdictReasonsResponse {
         request_id: o.str("request_id").unwrap_or_default(),
-        verdict_reason_actions: o.objs("verdict_reason_actions", |r| {
-            let (default_action, default_action_raw) = read_action(r, "default_action");
-            let (override_action, override_action_raw) = read_action(r, "override_action");
-            let mut item = VerdictReasonAction {
-                verdict_reason: r.str("verdict_reason").unwrap_or_default(),
-                default_action,
-                default_action_raw,
-                override_action,
-                override_action_raw,
-                override_created_at: r.rfc3339("override_created_at"),
-                override_description: r.str("override_description"),
-                unmapped: None,
-            };
-            item.unmapped = std::mem::take(r).finish_struct();
-            item
-        }),
+        verdict_reason_actions: o.objs("verdict_reason_actions", reason_action),
         unmapped: None,
     };
     out.unmapped = o.finish_struct();
     out
+}
+
+/// One verdict reason with its actions.
+fn reason_action(r: &mut Obj) -> VerdictReasonAction {
+    let (default_action, default_action_raw) = read_action(r, "default_action");
+    let (override_action, override_action_raw) = read_action(r, "override_action");
+    let mut item = VerdictReasonAction {
+        verdict_reason: r.str("verdict_reason").unwrap_or_default(),
+        default_action,
+        default_action_raw,
+        override_action,
+        override_action_raw,
+        override_created_at: r.rfc3339("override_created_at"),
+        override_description: r.str("override_description"),
+        unmapped: None,
+    };
+    item.unmapped = std::mem::take(r).finish_struct();
+    item
+}
+
+/// `POST /v1/rules/set` 200 body: the rule as stored. Its unmapped members stay on the rule.
+pub fn set_rule(map: Map<String, Json>) -> SetRuleResponse {
+    let mut o = Obj::new(map);
+    drop_envelope(&mut o);
+    let request_id = o.str("request_id").unwrap_or_default();
+    let mut stored = rule(&mut o);
+    if stored.rule_type.is_empty() {
+        stored.rule_type = rule_type_of(&stored).to_owned();
+    }
+    SetRuleResponse {
+        request_id,
+        rule: Some(stored),
+    }
+}
+
+/// The rule type a set answer implies by its identifier (it does not say it itself).
+fn rule_type_of(rule: &Rule) -> &'static str {
+    [
+        (rule.visitor_id.is_some(), "VISITOR_ID"),
+        (rule.browser_id.is_some(), "BROWSER_ID"),
+        (rule.visitor_fingerprint.is_some(), "VISITOR_FINGERPRINT"),
+        (rule.browser_fingerprint.is_some(), "BROWSER_FINGERPRINT"),
+        (rule.hardware_fingerprint.is_some(), "HARDWARE_FINGERPRINT"),
+        (rule.network_fingerprint.is_some(), "NETWORK_FINGERPRINT"),
+        (rule.cidr_block.is_some(), "CIDR_BLOCK"),
+        (rule.country_code.is_some(), "COUNTRY_CODE"),
+        (rule.asn.is_some(), "ASN"),
+    ]
+    .into_iter()
+    .find_map(|(set, name)| set.then_some(name))
+    .unwrap_or_default()
+}
+
+/// `POST /v1/verdict_reasons/override` 200 body.
+pub fn verdict_reason_override(map: Map<String, Json>) -> SetVerdictReasonOverrideResponse {
+    let mut o = Obj::new(map);
+    drop_envelope(&mut o);
+    let request_id = o.str("request_id").unwrap_or_default();
+    let mut action = o.obj("verdict_reason_action", reason_action);
+    let left = o.finish_struct();
+    if let (Some(a), Some(left)) = (action.as_mut(), left) {
+        // Members beside the reason action have nowhere else to go.
+        a.unmapped
+            .get_or_insert_with(Default::default)
+            .fields
+            .extend(left.fields);
+    }
+    SetVerdictReasonOverrideResponse {
+        request_id,
+        verdict_reason_action: action,
+    }
 }

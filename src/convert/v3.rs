@@ -25,6 +25,38 @@ pub fn from_event(map: Map<String, Json>) -> Event {
     e
 }
 
+/// Converts a v3 webhook body: the event flattened, signals at the top level.
+///
+/// It is read as the v3 event it flattens (`bot` is `products.botd.data.bot`, each other
+/// signal `products.<name>.data`, the rest `products.identification.data`), so members
+/// left over appear in `unmapped` at that v3 event path.
+pub fn from_webhook(mut map: Map<String, Json>) -> Event {
+    let mut products = Map::new();
+    if let Some(bot) = map.remove("bot") {
+        products.insert(
+            "botd".to_owned(),
+            json_data(Json::Object(Map::from_iter([("bot".to_owned(), bot)]))),
+        );
+    }
+    for (name, _) in PRODUCTS {
+        if matches!(*name, "identification" | "botd") {
+            continue;
+        }
+        if let Some(value) = map.remove(*name) {
+            products.insert((*name).to_owned(), json_data(value));
+        }
+    }
+    products.insert("identification".to_owned(), json_data(Json::Object(map)));
+    from_event(Map::from_iter([(
+        "products".to_owned(),
+        Json::Object(products),
+    )]))
+}
+
+fn json_data(value: Json) -> Json {
+    Json::Object(Map::from_iter([("data".to_owned(), value)]))
+}
+
 /// Converts one v3 visit (`GET /visitors/{id}` `visits[]`) of the given visitor.
 pub fn from_visit(map: Map<String, Json>, visitor_id: &str) -> Event {
     let mut o = Obj::new(map);
@@ -320,6 +352,10 @@ fn identification_data(d: &mut Obj, e: &mut Event) {
         e.user_agent = b.str("userAgent");
         e.browser_details = Some(details);
     });
+    // Webhooks carry the user agent at the top level.
+    if e.user_agent.is_none() {
+        e.user_agent = d.str("userAgent");
+    }
 }
 
 fn integration(i: &mut Obj) -> Integration {

@@ -510,9 +510,9 @@ pub fn stytch_lookup(
 pub fn stytch_rules() -> Vec<Json> {
     vec![
         json!({"rule_type": "VISITOR_ID", "action": "BLOCK", "visitor_id": "visitor-sandbox-blocked", "description": "chargeback ring", "created_at": "2026-01-10T09:00:00Z"}),
-        json!({"rule_type": "CIDR_BLOCK", "action": "CHALLENGE", "cidr_block": "198.51.100.0/24", "created_at": "2026-01-11T10:30:00Z", "expires_at": "2026-12-31T00:00:00Z"}),
+        json!({"rule_type": "CIDR_BLOCK", "action": "CHALLENGE", "cidr_block": "203.0.113.0/24", "created_at": "2026-01-11T10:30:00Z", "expires_at": "2026-12-31T00:00:00Z"}),
         json!({"rule_type": "COUNTRY_CODE", "action": "BLOCK", "country_code": "AQ", "description": "no customers in Antarctica", "created_at": "2026-01-12T08:15:00Z"}),
-        json!({"rule_type": "ASN", "action": "CHALLENGE", "asn": "64501", "created_at": "2026-01-13T12:00:00Z", "last_updated_at": "2026-02-01T12:00:00Z"}),
+        json!({"rule_type": "ASN", "action": "CHALLENGE", "asn": "64999", "created_at": "2026-01-13T12:00:00Z", "last_updated_at": "2026-02-01T12:00:00Z"}),
         json!({"rule_type": "BROWSER_FINGERPRINT", "action": "ALLOW", "browser_fingerprint": "browser-fingerprint-sandbox-qa", "description": "QA lab", "created_at": "2026-01-14T16:45:00Z"}),
     ]
 }

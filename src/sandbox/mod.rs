@@ -13,6 +13,10 @@
 //! | `error500` | 500 with the upstream's JSON error |
 //! | `html` | 502 with an HTML page, as a failing proxy sends |
 //! | `slow` | the normal answer, after 3 seconds |
+//! | `notready` | (event updates) 409 `state_not_ready` to the first two updates of the event |
+//!
+//! Writes are kept: an updated event reads back updated, a deleted visitor's events are
+//! gone, and Stytch rules and verdict-reason overrides change later lookups and lists.
 //!
 //! Tests script further faults and read every request received through [`Control`].
 
@@ -22,7 +26,7 @@
 pub mod data;
 
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, HashSet, VecDeque},
     net::SocketAddr,
     sync::{Arc, Mutex},
     time::Duration,
@@ -94,6 +98,34 @@ pub struct Control {
 struct AppState {
     creds: Arc<Credentials>,
     control: Arc<Control>,
+    world: Arc<Mutex<World>>,
+}
+
+/// What writes changed.
+#[derive(Debug)]
+struct World {
+    /// Per event id: v4 members set by updates (`linked_id`, `tags`, `suspect`).
+    updates: HashMap<String, serde_json::Map<String, Json>>,
+    /// Deleted visitors.
+    deleted: HashSet<String>,
+    /// Update attempts per `notready…` event.
+    attempts: HashMap<String, u32>,
+    /// Stytch rules in list order.
+    rules: Vec<Json>,
+    /// Stytch verdict reasons with their overrides.
+    reasons: Vec<Json>,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self {
+            updates: HashMap::new(),
+            deleted: HashSet::new(),
+            attempts: HashMap::new(),
+            rules: data::stytch_rules(),
+            reasons: data::stytch_verdict_reasons(),
+        }
+    }
 }
 
 /// A running sandbox.
@@ -194,6 +226,7 @@ impl Sandbox {
         let state = AppState {
             creds: Arc::new(creds),
             control: control.clone(),
+            world: Arc::new(Mutex::new(World::default())),
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = router(state);
@@ -244,13 +277,19 @@ impl Drop for Sandbox {
 fn router(state: AppState) -> Router {
     Router::new()
         .route("/v4/events", get(v4_search))
-        .route("/v4/events/{event_id}", get(v4_event))
+        .route("/v4/events/{event_id}", get(v4_event).patch(v4_update))
+        .route(
+            "/v4/visitors/{visitor_id}",
+            axum::routing::delete(v4_delete),
+        )
         .route("/events/search", get(v3_search))
-        .route("/events/{request_id}", get(v3_event))
-        .route("/visitors/{visitor_id}", get(v3_visits))
+        .route("/events/{request_id}", get(v3_event).put(v3_update))
+        .route("/visitors/{visitor_id}", get(v3_visits).delete(v3_delete))
         .route("/v1/fingerprint/lookup", post(stytch_lookup))
         .route("/v1/rules/list", post(stytch_rules))
+        .route("/v1/rules/set", post(stytch_set_rule))
         .route("/v1/verdict_reasons/list", post(stytch_reasons))
+        .route("/v1/verdict_reasons/override", post(stytch_override))
         .fallback(not_routed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -456,11 +495,16 @@ async fn v4_event(
     if let Some(r) = fp_magic(&event_id, Gen::V4, "event").await {
         return r;
     }
-    let visitor = data::visitor_id_for(&event_id);
-    answer(
-        StatusCode::OK,
-        data::event_v4(&event_id, &visitor, data::timestamp_of(&event_id)),
-    )
+    match state.event(&event_id) {
+        Some(event) => answer(StatusCode::OK, event),
+        None => fp_error(
+            Gen::V4,
+            StatusCode::NOT_FOUND,
+            "event_not_found",
+            "",
+            "event not found",
+        ),
+    }
 }
 
 async fn v3_event(
@@ -474,9 +518,16 @@ async fn v3_event(
     if let Some(r) = fp_magic(&request_id, Gen::V3, "request id").await {
         return r;
     }
-    let visitor = data::visitor_id_for(&request_id);
-    let v4 = data::event_v4(&request_id, &visitor, data::timestamp_of(&request_id));
-    answer(StatusCode::OK, data::event_v3(&v4))
+    match state.event(&request_id) {
+        Some(v4) => answer(StatusCode::OK, data::event_v3(&v4)),
+        None => fp_error(
+            Gen::V3,
+            StatusCode::NOT_FOUND,
+            "",
+            "RequestNotFound",
+            "request id not found",
+        ),
+    }
 }
 
 /// Parsed search parameters both generations share.
@@ -542,11 +593,14 @@ fn parse_search(
 }
 
 /// The events a search finds: a visitor's visits, or events seeded by the filters.
-fn find(search: &Search, query_seed: &str) -> (Vec<Json>, Option<String>) {
+fn find(state: &AppState, search: &Search, query_seed: &str) -> (Vec<Json>, Option<String>) {
     let visitor = search
         .visitor_id
         .clone()
         .unwrap_or_else(|| data::visitor_id_for(query_seed));
+    if state.is_deleted(&visitor) {
+        return (Vec::new(), None);
+    }
     let total = if search.visitor_id.is_some() {
         data::visit_count(&visitor)
     } else {
@@ -558,6 +612,7 @@ fn find(search: &Search, query_seed: &str) -> (Vec<Json>, Option<String>) {
         let n = if search.reverse { total - 1 - i } else { i };
         let id = data::visit_id(&visitor, n);
         let mut event = data::event_v4(&id, &visitor, data::timestamp_of(&id));
+        state.apply_updates(&id, &mut event);
         if let Some(linked) = &search.linked_id {
             event["linked_id"] = json!(linked);
         }
@@ -588,7 +643,7 @@ async fn v4_search(
     {
         return r;
     }
-    let (events, next) = find(&search, uri.query().unwrap_or_default());
+    let (events, next) = find(&state, &search, uri.query().unwrap_or_default());
     let mut body = json!({"events": events});
     if let Some(key) = next {
         body["pagination_key"] = json!(key);
@@ -626,7 +681,7 @@ async fn v3_search(
     {
         return r;
     }
-    let (events, next) = find(&search, uri.query().unwrap_or_default());
+    let (events, next) = find(&state, &search, uri.query().unwrap_or_default());
     let mut body = json!({"events": events.iter().map(data::event_v3).collect::<Vec<_>>()});
     if let Some(key) = next {
         body["paginationKey"] = json!(key);
@@ -650,8 +705,17 @@ async fn v3_visits(
         Ok(s) => s,
         Err(r) => return r,
     };
+    if state.is_deleted(&visitor_id) {
+        return fp_error(
+            Gen::V3,
+            StatusCode::NOT_FOUND,
+            "",
+            "VisitorNotFound",
+            "visitor not found",
+        );
+    }
     search.visitor_id = Some(visitor_id.clone());
-    let (events, next) = find(&search, &visitor_id);
+    let (events, next) = find(&state, &search, &visitor_id);
     let mut body = json!({
         "visitorId": visitor_id,
         "visits": events.iter().map(data::visit_v3).collect::<Vec<_>>(),
@@ -759,15 +823,14 @@ async fn stytch_lookup(State(state): State<AppState>, headers: HeaderMap, body: 
         }
         .to_string()
     };
-    answer(
-        StatusCode::OK,
-        data::stytch_lookup(
-            telemetry_id,
-            req.get("external_metadata"),
-            &at(created),
-            &at(created + 300_000),
-        ),
-    )
+    let mut body = data::stytch_lookup(
+        telemetry_id,
+        req.get("external_metadata"),
+        &at(created),
+        &at(created + 300_000),
+    );
+    state.apply_rules(&mut body);
+    answer(StatusCode::OK, body)
 }
 
 async fn stytch_rules(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -808,7 +871,11 @@ async fn stytch_rules(State(state): State<AppState>, headers: HeaderMap, body: B
             }
         },
     };
-    let rules = data::stytch_rules();
+    let rules = state
+        .world
+        .lock()
+        .map(|w| w.rules.clone())
+        .unwrap_or_default();
     let end = (offset + limit).min(rules.len());
     let page: Vec<Json> = rules
         .get(offset.min(end)..end)
@@ -838,12 +905,459 @@ async fn stytch_reasons(
         .get("overrides_only")
         .and_then(Json::as_bool)
         .unwrap_or(false);
-    let reasons: Vec<Json> = data::stytch_verdict_reasons()
+    let all = state
+        .world
+        .lock()
+        .map(|w| w.reasons.clone())
+        .unwrap_or_default();
+    let reasons: Vec<Json> = all
         .into_iter()
         .filter(|r| !only || r.get("override_action").is_some())
         .collect();
     answer(
         StatusCode::OK,
         json!({"request_id": "request-id-sandbox-verdict-reasons", "status_code": 200, "verdict_reason_actions": reasons}),
+    )
+}
+
+// === impl AppState: what writes changed ===
+
+impl AppState {
+    fn is_deleted(&self, visitor_id: &str) -> bool {
+        self.world
+            .lock()
+            .is_ok_and(|w| w.deleted.contains(visitor_id))
+    }
+
+    fn apply_updates(&self, event_id: &str, event: &mut Json) {
+        if let (Ok(w), Some(e)) = (self.world.lock(), event.as_object_mut())
+            && let Some(changes) = w.updates.get(event_id)
+        {
+            for (k, v) in changes {
+                e.insert(k.clone(), v.clone());
+            }
+        }
+    }
+
+    /// The v4 event for an id, with updates applied; `None` once its visitor is deleted.
+    fn event(&self, event_id: &str) -> Option<Json> {
+        let visitor = data::visitor_id_for(event_id);
+        if self.is_deleted(&visitor) {
+            return None;
+        }
+        let mut event = data::event_v4(event_id, &visitor, data::timestamp_of(event_id));
+        self.apply_updates(event_id, &mut event);
+        Some(event)
+    }
+
+    /// Rules first (a match wins, as RULE_MATCH), then verdict-reason overrides.
+    fn apply_rules(&self, lookup: &mut Json) {
+        let Ok(world) = self.world.lock() else { return };
+        let fp = lookup["fingerprints"].clone();
+        let net = lookup["properties"]["network_properties"].clone();
+        let matched = world.rules.iter().find_map(|rule| {
+            let kind = rule["rule_type"].as_str()?;
+            let (field, value) = match kind {
+                "CIDR_BLOCK" => ("cidr_block", rule["cidr_block"].as_str()?),
+                "COUNTRY_CODE" => ("country_code", rule["country_code"].as_str()?),
+                "ASN" => ("asn", rule["asn"].as_str()?),
+                other => {
+                    let field = other.to_ascii_lowercase();
+                    let value = rule[&field].as_str()?;
+                    return (fp[&field].as_str() == Some(value))
+                        .then(|| (rule.clone(), value.to_owned()));
+                }
+            };
+            let hit = match field {
+                "cidr_block" => net["ip_address"]
+                    .as_str()
+                    .is_some_and(|ip| in_cidr(ip, value)),
+                "country_code" => net["ip_geolocation"]["country"].as_str() == Some(value),
+                _ => net["asn"]["asn"].as_str() == Some(value),
+            };
+            hit.then(|| (rule.clone(), value.to_owned()))
+        });
+        let verdict = &mut lookup["verdict"];
+        if let Some((rule, identifier)) = matched {
+            verdict["action"] = rule["action"].clone();
+            verdict["reasons"] = json!(["RULE_MATCH"]);
+            verdict["rule_match_type"] = rule["rule_type"].clone();
+            verdict["rule_match_identifier"] = json!(identifier);
+            return;
+        }
+        let reasons: Vec<String> = verdict["reasons"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut applied = Vec::new();
+        for reason in &reasons {
+            if let Some(o) = world
+                .reasons
+                .iter()
+                .find(|r| r["verdict_reason"] == reason.as_str())
+                && let Some(action) = o.get("override_action")
+            {
+                verdict["action"] = action.clone();
+                applied.push(json!({"verdict_reason": reason, "override_action": action}));
+            }
+        }
+        verdict["verdict_reason_overrides"] = json!(applied);
+    }
+}
+
+fn in_cidr(ip: &str, cidr: &str) -> bool {
+    let (net, prefix) = cidr.split_once('/').unwrap_or((cidr, "32"));
+    let (Ok(ip), Ok(net), Ok(prefix)) = (
+        ip.parse::<std::net::Ipv4Addr>(),
+        net.parse::<std::net::Ipv4Addr>(),
+        prefix.parse::<u32>(),
+    ) else {
+        return false;
+    };
+    let mask = u32::MAX.checked_shl(32 - prefix.min(32)).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(net) & mask
+}
+
+/// The update members each generation accepts, and their v4 names.
+fn update_members(generation: Gen) -> [(&'static str, &'static str); 3] {
+    match generation {
+        Gen::V4 => [
+            ("linked_id", "linked_id"),
+            ("tags", "tags"),
+            ("suspect", "suspect"),
+        ],
+        Gen::V3 => [
+            ("linkedId", "linked_id"),
+            ("tag", "tags"),
+            ("suspect", "suspect"),
+        ],
+    }
+}
+
+async fn update(
+    state: AppState,
+    headers: HeaderMap,
+    event_id: String,
+    body: Bytes,
+    generation: Gen,
+) -> Response {
+    if let Err(r) = fp_auth(&state, &headers, generation) {
+        return r;
+    }
+    if let Some(r) = fp_magic(&event_id, generation, "event").await {
+        return r;
+    }
+    let bad = |msg: &str| {
+        fp_error(
+            generation,
+            StatusCode::BAD_REQUEST,
+            "request_cannot_be_parsed",
+            "RequestCannotBeParsed",
+            msg,
+        )
+    };
+    let Ok(Json::Object(body)) = serde_json::from_slice::<Json>(&body) else {
+        return bad("request body is not a JSON object");
+    };
+    let members = update_members(generation);
+    let mut changes = serde_json::Map::new();
+    for (key, value) in body {
+        let Some((_, v4)) = members.iter().find(|(name, _)| *name == key) else {
+            return bad(&format!("unknown field {key}"));
+        };
+        let ok = match *v4 {
+            "linked_id" => value.is_string(),
+            "tags" => value.is_object(),
+            _ => value.is_boolean(),
+        };
+        if !ok {
+            return bad(&format!("invalid {key}"));
+        }
+        changes.insert((*v4).to_owned(), value);
+    }
+    if changes.is_empty() {
+        return bad("nothing to update");
+    }
+    if state.event(&event_id).is_none() {
+        return fp_error(
+            generation,
+            StatusCode::NOT_FOUND,
+            "event_not_found",
+            "RequestNotFound",
+            "event not found",
+        );
+    }
+    let Ok(mut world) = state.world.lock() else {
+        return answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": {"code": "failed", "message": "sandbox state"}}),
+        );
+    };
+    if event_id.to_ascii_lowercase().starts_with("notready") {
+        let attempts = world.attempts.entry(event_id.clone()).or_insert(0);
+        *attempts += 1;
+        if *attempts <= 2 {
+            return fp_error(
+                generation,
+                StatusCode::CONFLICT,
+                "state_not_ready",
+                "StateNotReady",
+                "resource is not mutable yet, try again",
+            );
+        }
+    }
+    world.updates.entry(event_id).or_default().extend(changes);
+    match generation {
+        Gen::V4 => StatusCode::OK.into_response(),
+        Gen::V3 => answer(StatusCode::OK, json!({})),
+    }
+}
+
+async fn v4_update(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(event_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    update(state, headers, event_id, body, Gen::V4).await
+}
+
+async fn v3_update(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(event_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    update(state, headers, event_id, body, Gen::V3).await
+}
+
+async fn delete(
+    state: AppState,
+    headers: HeaderMap,
+    visitor_id: String,
+    generation: Gen,
+) -> Response {
+    if let Err(r) = fp_auth(&state, &headers, generation) {
+        return r;
+    }
+    if let Some(r) = fp_magic(&visitor_id, generation, "visitor").await {
+        return r;
+    }
+    let Ok(mut world) = state.world.lock() else {
+        return answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": {"code": "failed", "message": "sandbox state"}}),
+        );
+    };
+    if !world.deleted.insert(visitor_id) {
+        return fp_error(
+            generation,
+            StatusCode::NOT_FOUND,
+            "visitor_not_found",
+            "VisitorNotFound",
+            "visitor not found",
+        );
+    }
+    match generation {
+        Gen::V4 => StatusCode::OK.into_response(),
+        Gen::V3 => answer(StatusCode::OK, json!({})),
+    }
+}
+
+async fn v4_delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(visitor_id): Path<String>,
+) -> Response {
+    delete(state, headers, visitor_id, Gen::V4).await
+}
+
+async fn v3_delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(visitor_id): Path<String>,
+) -> Response {
+    delete(state, headers, visitor_id, Gen::V3).await
+}
+
+const RULE_IDENTIFIERS: [(&str, &str); 9] = [
+    ("visitor_id", "VISITOR_ID"),
+    ("browser_id", "BROWSER_ID"),
+    ("visitor_fingerprint", "VISITOR_FINGERPRINT"),
+    ("browser_fingerprint", "BROWSER_FINGERPRINT"),
+    ("hardware_fingerprint", "HARDWARE_FINGERPRINT"),
+    ("network_fingerprint", "NETWORK_FINGERPRINT"),
+    ("cidr_block", "CIDR_BLOCK"),
+    ("country_code", "COUNTRY_CODE"),
+    ("asn", "ASN"),
+];
+
+fn request_id(seed: &str) -> String {
+    format!("request-id-sandbox-{}", data::Dice::new(seed).uuid())
+}
+
+fn now_rfc3339(offset_minutes: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let secs = i64::try_from(now + offset_minutes * 60).unwrap_or_default();
+    prost_types::Timestamp {
+        seconds: secs,
+        nanos: 0,
+    }
+    .to_string()
+}
+
+async fn stytch_set_rule(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req = match stytch_request(&state, &headers, &body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let bad = |t: &str, m: &str| stytch_error(StatusCode::BAD_REQUEST, t, m);
+    let action = req
+        .get("action")
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if !matches!(action.as_str(), "ALLOW" | "BLOCK" | "CHALLENGE" | "NONE") {
+        return bad(
+            "invalid_action_for_rules",
+            "Invalid action; must be ALLOW, BLOCK, CHALLENGE or NONE.",
+        );
+    }
+    let given: Vec<(&str, &str, String)> = RULE_IDENTIFIERS
+        .iter()
+        .filter_map(|(field, kind)| {
+            req.get(*field)
+                .and_then(Json::as_str)
+                .map(|v| (*field, *kind, v.to_owned()))
+        })
+        .collect();
+    let [(field, kind, value)] = given.as_slice() else {
+        return bad(
+            "invalid_rule_identifier",
+            "Exactly one identifier must be specified.",
+        );
+    };
+    if *field == "cidr_block"
+        && let Some((_, p)) = value.split_once('/')
+        && !p.parse::<u8>().is_ok_and(|n| (16..=32).contains(&n))
+    {
+        return bad(
+            "cidr_block_invalid_prefix",
+            "CIDR prefix must be between 16 and 32.",
+        );
+    }
+    if *field == "country_code" && action == "ALLOW" {
+        return bad(
+            "invalid_country_code_allow_rule",
+            "ALLOW rules cannot be set on a country code.",
+        );
+    }
+    let Ok(mut world) = state.world.lock() else {
+        return stytch_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_server_error",
+            "sandbox state",
+        );
+    };
+    world
+        .rules
+        .retain(|r| r[*field].as_str() != Some(value.as_str()));
+    let mut answer_body = json!({"request_id": request_id(&format!("set{value}{action}")), "status_code": 200, "action": action, *field: value});
+    if action != "NONE" {
+        let mut rule = json!({"rule_type": kind, "action": action, *field: value, "created_at": now_rfc3339(0)});
+        if let Some(d) = req.get("description").and_then(Json::as_str) {
+            rule["description"] = json!(d);
+        }
+        if let Some(m) = req.get("expires_in_minutes").and_then(Json::as_u64) {
+            rule["expires_at"] = json!(now_rfc3339(m));
+            answer_body["expires_at"] = rule["expires_at"].clone();
+        }
+        world.rules.insert(0, rule);
+    }
+    answer(StatusCode::OK, answer_body)
+}
+
+async fn stytch_override(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req = match stytch_request(&state, &headers, &body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let bad = |t: &str, m: &str| stytch_error(StatusCode::BAD_REQUEST, t, m);
+    let reason = req
+        .get("verdict_reason")
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let action = req
+        .get("override_action")
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if !matches!(action.as_str(), "ALLOW" | "BLOCK" | "CHALLENGE" | "NONE") {
+        return bad(
+            "invalid_override_action",
+            "Invalid override action; must be ALLOW, BLOCK, CHALLENGE or NONE.",
+        );
+    }
+    if reason == "RULE_MATCH" {
+        return bad(
+            "verdict_reason_cannot_be_overridden",
+            "The RULE_MATCH verdict reason cannot be overridden.",
+        );
+    }
+    let Ok(mut world) = state.world.lock() else {
+        return stytch_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_server_error",
+            "sandbox state",
+        );
+    };
+    let Some(entry) = world
+        .reasons
+        .iter_mut()
+        .find(|r| r["verdict_reason"] == reason.as_str())
+    else {
+        return bad("invalid_verdict_reason", "Unknown verdict reason.");
+    };
+    let Some(obj) = entry.as_object_mut() else {
+        return stytch_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_server_error",
+            "sandbox state",
+        );
+    };
+    for k in [
+        "override_action",
+        "override_created_at",
+        "override_description",
+    ] {
+        obj.remove(k);
+    }
+    if action != "NONE" {
+        obj.insert("override_action".into(), json!(action));
+        obj.insert("override_created_at".into(), json!(now_rfc3339(0)));
+        if let Some(d) = req.get("override_description").and_then(Json::as_str) {
+            obj.insert("override_description".into(), json!(d));
+        }
+    }
+    let reason_action = Json::Object(obj.clone());
+    answer(
+        StatusCode::OK,
+        json!({"request_id": request_id(&format!("override{reason}{action}")), "status_code": 200, "verdict_reason_action": reason_action}),
     )
 }

@@ -1,16 +1,23 @@
 //! `FingerprintService`: thin handlers over the fingerprint.com client.
 
-use std::sync::Arc;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tonic::{Request, Response, Status};
 
-use super::{respond, validate, wants_bypass};
-use crate::cache::{Cache, Key};
-use crate::config::{CacheConfig, Generation};
+use super::{deadline, respond, validate, wants_bypass};
+use crate::cache::{Cache, Key, Tag};
+use crate::config::{CacheConfig, Generation, SealedKey, Secret};
+use crate::convert::json::struct_to_json;
 use crate::error::{Error, Upstream};
 use crate::proto::v1::{
-    GetEventRequest, GetEventResponse, GetVisitsRequest, GetVisitsResponse, SearchEventsRequest,
-    SearchEventsResponse, fingerprint_service_server::FingerprintService,
+    DeleteVisitorDataRequest, DeleteVisitorDataResponse, GetEventRequest, GetEventResponse,
+    GetVisitsRequest, GetVisitsResponse, SearchEventsRequest, SearchEventsResponse,
+    UnsealEventRequest, UnsealEventResponse, UpdateEventRequest, UpdateEventResponse,
+    VerifyWebhookSignatureRequest, VerifyWebhookSignatureResponse,
+    fingerprint_service_server::FingerprintService,
 };
 use crate::upstream::fingerprint::FingerprintClient;
 
@@ -19,23 +26,40 @@ pub const MAX_VISITS_LIMIT: u32 = 500;
 /// Largest `SearchEventsRequest.limit` (both generations' largest page).
 pub const MAX_SEARCH_LIMIT: u32 = 100;
 
+/// Longest `UpdateEventRequest.tags`, as JSON.
+pub const MAX_TAGS_BYTES: usize = 16 * 1024;
+/// Longest webhook body accepted.
+pub const MAX_WEBHOOK_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// How long UpdateEvent keeps retrying `409 state_not_ready` when the caller set no deadline.
+pub const NOT_READY_RETRY_BUDGET: Duration = Duration::from_secs(10);
+
 /// The `FingerprintService` implementation.
 #[derive(Clone)]
 pub struct FingerprintApi {
     client: Option<Arc<FingerprintClient>>,
     cache: Cache,
     ttl: CacheConfig,
+    sealed_keys: Arc<[SealedKey]>,
+    webhook_secrets: Arc<[Secret]>,
 }
 
 // === impl FingerprintApi ===
 
 impl FingerprintApi {
     /// The service; `client` is `None` when fingerprint.com is not configured.
-    pub fn new(client: Option<FingerprintClient>, cache: Cache, ttl: CacheConfig) -> Self {
+    pub fn new(
+        client: Option<FingerprintClient>,
+        cache: Cache,
+        ttl: CacheConfig,
+        sealed_keys: Vec<SealedKey>,
+        webhook_secrets: Vec<Secret>,
+    ) -> Self {
         Self {
             client: client.map(Arc::new),
             cache,
             ttl,
+            sealed_keys: sealed_keys.into(),
+            webhook_secrets: webhook_secrets.into(),
         }
     }
 
@@ -179,7 +203,7 @@ impl FingerprintService for FingerprintApi {
         if !req.ruleset_id.is_empty() && client.generation() == Generation::V3 {
             return Err(unsupported("ruleset_id", Generation::V3).into());
         }
-        let key = Key::new("GetEvent", client.identity(), &req);
+        let key = Key::new(Upstream::Fingerprint, "GetEvent", client.identity(), &req);
         let fetch = async {
             let event = client.get_event(&req.event_id, &req.ruleset_id).await?;
             Ok(GetEventResponse { event: Some(event) })
@@ -207,7 +231,7 @@ impl FingerprintService for FingerprintApi {
         if req.start.is_some() && client.generation() == Generation::V3 {
             return Err(unsupported("start", Generation::V3).into());
         }
-        let key = Key::new("GetVisits", client.identity(), &req);
+        let key = Key::new(Upstream::Fingerprint, "GetVisits", client.identity(), &req);
         let (answer, status) = self
             .cache
             .get_or_fetch(
@@ -230,7 +254,12 @@ impl FingerprintService for FingerprintApi {
         let req = request.into_inner();
         let client = self.client()?;
         check_search(&req, client.generation())?;
-        let key = Key::new("SearchEvents", client.identity(), &req);
+        let key = Key::new(
+            Upstream::Fingerprint,
+            "SearchEvents",
+            client.identity(),
+            &req,
+        );
         let (answer, status) = self
             .cache
             .get_or_fetch(
@@ -243,5 +272,138 @@ impl FingerprintService for FingerprintApi {
             .await
             .map_err(|e| e.to_status())?;
         Ok(respond(answer, status))
+    }
+
+    async fn update_event(
+        &self,
+        request: Request<UpdateEventRequest>,
+    ) -> Result<Response<UpdateEventResponse>, Status> {
+        let deadline = deadline(&request).unwrap_or(NOT_READY_RETRY_BUDGET);
+        let req = request.into_inner();
+        validate::id("event_id", &req.event_id)?;
+        if let Some(linked) = &req.linked_id {
+            validate::text("linked_id", linked)?;
+            if linked.len() > validate::MAX_ID_BYTES {
+                return Err(Error::invalid("linked_id", "is longer than 256 bytes").into());
+            }
+        }
+        let tags = req
+            .tags
+            .as_ref()
+            .map(|t| serde_json::Value::Object(struct_to_json(t)));
+        if let Some(t) = &tags
+            && t.to_string().len() > MAX_TAGS_BYTES
+        {
+            return Err(Error::invalid(
+                "tags",
+                format!("is larger than {MAX_TAGS_BYTES} bytes as JSON"),
+            )
+            .into());
+        }
+        if req.linked_id.is_none() && tags.is_none() && req.suspect.is_none() {
+            return Err(Error::invalid(
+                "linked_id",
+                "nothing to change: set linked_id, tags or suspect",
+            )
+            .into());
+        }
+        let client = self.client()?;
+        // 409 state_not_ready means "not applied yet, try again": retrying cannot apply
+        // a different state, so retry with backoff while the caller's deadline allows.
+        let give_up = Instant::now() + deadline;
+        let mut backoff = Duration::from_millis(100);
+        let result = loop {
+            let attempt = client
+                .update_event(
+                    &req.event_id,
+                    req.linked_id.as_deref(),
+                    tags.clone(),
+                    req.suspect,
+                )
+                .await;
+            match attempt {
+                Err(Error::Api(api)) if api.is_not_ready() => {
+                    let wait = api
+                        .retry_after
+                        .unwrap_or(backoff)
+                        .min(Duration::from_secs(2));
+                    if Instant::now() + wait >= give_up {
+                        break Err(Error::Api(api));
+                    }
+                    tokio::time::sleep(wait).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                other => break other,
+            }
+        };
+        // Whatever the outcome, the event may have changed: drop what could show it.
+        let event_id = req.event_id.clone();
+        self.cache
+            .invalidate(Upstream::Fingerprint, move |rpc, tags| {
+                matches!(rpc, "GetVisits" | "SearchEvents")
+                    || tags.contains(&Tag::Event(event_id.clone()))
+            });
+        result?;
+        Ok(Response::new(UpdateEventResponse {}))
+    }
+
+    async fn delete_visitor_data(
+        &self,
+        request: Request<DeleteVisitorDataRequest>,
+    ) -> Result<Response<DeleteVisitorDataResponse>, Status> {
+        let req = request.into_inner();
+        validate::id("visitor_id", &req.visitor_id)?;
+        let client = self.client()?;
+        // Never retried: the upstream allows few deletions, and its 429 must reach the caller.
+        let result = client.delete_visitor(&req.visitor_id).await;
+        let visitor = Tag::Visitor(req.visitor_id.clone());
+        self.cache
+            .invalidate(Upstream::Fingerprint, move |_, tags| {
+                tags.contains(&visitor)
+            });
+        result?;
+        Ok(Response::new(DeleteVisitorDataResponse {}))
+    }
+
+    async fn unseal_event(
+        &self,
+        request: Request<UnsealEventRequest>,
+    ) -> Result<Response<UnsealEventResponse>, Status> {
+        let req = request.into_inner();
+        let event = crate::sealed::unseal(&req.sealed, &self.sealed_keys)?;
+        Ok(Response::new(UnsealEventResponse { event: Some(event) }))
+    }
+
+    async fn verify_webhook_signature(
+        &self,
+        request: Request<VerifyWebhookSignatureRequest>,
+    ) -> Result<Response<VerifyWebhookSignatureResponse>, Status> {
+        let req = request.into_inner();
+        if self.webhook_secrets.is_empty() {
+            return Err(Error::NoWebhookSecrets.into());
+        }
+        if req.header.len() > crate::webhook::MAX_HEADER_BYTES {
+            return Err(Error::invalid(
+                "header",
+                format!("is longer than {} bytes", crate::webhook::MAX_HEADER_BYTES),
+            )
+            .into());
+        }
+        if req.body.len() > MAX_WEBHOOK_BODY_BYTES {
+            return Err(Error::invalid(
+                "body",
+                format!("is larger than {MAX_WEBHOOK_BODY_BYTES} bytes"),
+            )
+            .into());
+        }
+        let valid = crate::webhook::verify(&req.header, &req.body, &self.webhook_secrets);
+        let event = valid
+            .then(|| serde_json::from_slice(&req.body).ok())
+            .flatten()
+            .and_then(crate::sealed::event_from_json);
+        Ok(Response::new(VerifyWebhookSignatureResponse {
+            valid,
+            event,
+        }))
     }
 }

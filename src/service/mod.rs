@@ -22,6 +22,23 @@ fn wants_bypass<T>(request: &Request<T>) -> bool {
         })
 }
 
+/// The caller's deadline (`grpc-timeout`), if it set one.
+fn deadline<T>(request: &Request<T>) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let raw = request.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = raw.split_at(raw.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 /// Wraps an answer, telling the caller where it came from.
 fn respond<T>(message: T, status: CacheStatus) -> Response<T> {
     let mut response = Response::new(message);

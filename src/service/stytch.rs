@@ -9,6 +9,10 @@ use crate::cache::{Cache, Key};
 use crate::config::CacheConfig;
 use crate::error::{Error, Upstream};
 use crate::proto::v1::{
+    Action, SetRuleRequest, SetRuleResponse, SetVerdictReasonOverrideRequest,
+    SetVerdictReasonOverrideResponse, set_rule_request::Identifier,
+};
+use crate::proto::v1::{
     ListRulesRequest, ListRulesResponse, ListVerdictReasonsRequest, ListVerdictReasonsResponse,
     LookupTelemetryRequest, LookupTelemetryResponse, stytch_service_server::StytchService,
 };
@@ -63,7 +67,7 @@ impl StytchService for StytchApi {
             validate::metadata("external_metadata.user_action", meta.user_action.as_ref())?;
         }
         let client = self.client()?;
-        let key = Key::new("LookupTelemetry", client.identity(), &req);
+        let key = Key::new(Upstream::Stytch, "LookupTelemetry", client.identity(), &req);
         let (answer, status) = self
             .cache
             .get_or_fetch(
@@ -87,7 +91,7 @@ impl StytchService for StytchApi {
         validate::limit("limit", req.limit, MAX_RULES_LIMIT)?;
         validate::text("cursor", &req.cursor)?;
         let client = self.client()?;
-        let key = Key::new("ListRules", client.identity(), &req);
+        let key = Key::new(Upstream::Stytch, "ListRules", client.identity(), &req);
         let (answer, status) = self
             .cache
             .get_or_fetch(
@@ -109,7 +113,12 @@ impl StytchService for StytchApi {
         let bypass = wants_bypass(&request);
         let req = request.into_inner();
         let client = self.client()?;
-        let key = Key::new("ListVerdictReasons", client.identity(), &req);
+        let key = Key::new(
+            Upstream::Stytch,
+            "ListVerdictReasons",
+            client.identity(),
+            &req,
+        );
         let (answer, status) = self
             .cache
             .get_or_fetch(
@@ -123,4 +132,156 @@ impl StytchService for StytchApi {
             .map_err(|e| e.to_status())?;
         Ok(respond(answer, status))
     }
+
+    async fn set_rule(
+        &self,
+        request: Request<SetRuleRequest>,
+    ) -> Result<Response<SetRuleResponse>, Status> {
+        let req = request.into_inner();
+        check_rule(&req)?;
+        let client = self.client()?;
+        let result = client.set_rule(&req).await;
+        // A rule changes verdicts and lists: drop every Stytch answer.
+        self.cache.invalidate(Upstream::Stytch, |_, _| true);
+        Ok(Response::new(result?))
+    }
+
+    async fn set_verdict_reason_override(
+        &self,
+        request: Request<SetVerdictReasonOverrideRequest>,
+    ) -> Result<Response<SetVerdictReasonOverrideResponse>, Status> {
+        let req = request.into_inner();
+        check_action("override_action", req.override_action)?;
+        if req.verdict_reason.is_empty() {
+            return Err(Error::invalid("verdict_reason", "is required").into());
+        }
+        if req.verdict_reason.len() > 128
+            || !req
+                .verdict_reason
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(Error::invalid(
+                "verdict_reason",
+                format!(
+                    "{:?} is not a verdict reason (UPPER_SNAKE_CASE)",
+                    req.verdict_reason
+                ),
+            )
+            .into());
+        }
+        if req.verdict_reason == "RULE_MATCH" {
+            return Err(Error::invalid("verdict_reason", "RULE_MATCH cannot be overridden").into());
+        }
+        check_description("override_description", &req.override_description)?;
+        let client = self.client()?;
+        let result = client.set_verdict_reason_override(&req).await;
+        self.cache.invalidate(Upstream::Stytch, |_, _| true);
+        Ok(Response::new(result?))
+    }
+}
+
+/// Longest rule or override description accepted.
+const MAX_DESCRIPTION_CHARS: usize = 512;
+
+fn check_action(field: &'static str, action: i32) -> Result<Action, Error> {
+    match Action::try_from(action) {
+        Ok(a @ (Action::Allow | Action::Block | Action::Challenge | Action::None)) => Ok(a),
+        _ => Err(Error::invalid(
+            field,
+            "must be ACTION_ALLOW, ACTION_BLOCK, ACTION_CHALLENGE or ACTION_NONE",
+        )),
+    }
+}
+
+fn check_description(field: &'static str, text: &str) -> Result<(), Error> {
+    validate::text(field, text)?;
+    if text.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(Error::invalid(
+            field,
+            format!("is longer than {MAX_DESCRIPTION_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Stytch's own rules for a rule, checked before any call.
+fn check_rule(req: &SetRuleRequest) -> Result<(), Error> {
+    let action = check_action("action", req.action)?;
+    check_description("description", &req.description)?;
+    if req.expires_in_minutes == Some(0) {
+        return Err(Error::invalid(
+            "expires_in_minutes",
+            "must be at least 1 (leave it unset for no expiry)",
+        ));
+    }
+    if req.expires_in_minutes.is_some_and(|m| m > i32::MAX as u32) {
+        return Err(Error::invalid("expires_in_minutes", "is too large"));
+    }
+    let Some(id) = &req.identifier else {
+        return Err(Error::invalid(
+            "identifier",
+            "exactly one identifier is required (visitor_id, browser_id, visitor_fingerprint, browser_fingerprint, hardware_fingerprint, network_fingerprint, cidr_block, country_code or asn)",
+        ));
+    };
+    let (field, value) = crate::upstream::stytch::identifier(id);
+    if value.is_empty() {
+        return Err(Error::invalid(field, "is empty"));
+    }
+    match id {
+        Identifier::CidrBlock(cidr) => check_cidr(cidr)?,
+        Identifier::CountryCode(code) => {
+            if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
+                return Err(Error::invalid(
+                    "country_code",
+                    format!("{code:?} is not an ISO 3166-1 alpha-2 code such as \"US\""),
+                ));
+            }
+            if action == Action::Allow {
+                return Err(Error::invalid(
+                    "action",
+                    "ALLOW rules cannot be set on a country_code",
+                ));
+            }
+        }
+        Identifier::Asn(asn) => {
+            if asn.len() > 10
+                || !asn.bytes().all(|b| b.is_ascii_digit())
+                || asn.parse::<u64>().map_or(true, |n| n > u64::from(u32::MAX))
+            {
+                return Err(Error::invalid(
+                    "asn",
+                    format!("{asn:?} is not a number from 0 to 4294967295"),
+                ));
+            }
+        }
+        _ => validate::optional_id(field, value)?,
+    }
+    Ok(())
+}
+
+/// An IPv4 address, or a CIDR block with a prefix from 16 to 32.
+fn check_cidr(cidr: &str) -> Result<(), Error> {
+    let (addr, prefix) = match cidr.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (cidr, None),
+    };
+    if addr.parse::<std::net::Ipv4Addr>().is_err() {
+        return Err(Error::invalid(
+            "cidr_block",
+            format!("{cidr:?} is not an IPv4 address or CIDR block"),
+        ));
+    }
+    if let Some(p) = prefix {
+        match p.parse::<u8>() {
+            Ok(16..=32) => {}
+            _ => {
+                return Err(Error::invalid(
+                    "cidr_block",
+                    format!("{cidr:?}: the prefix must be between 16 and 32"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }

@@ -166,21 +166,76 @@ impl FingerprintClient {
         })
     }
 
+    /// Sets an event's linked id, tags or suspect flag (fields that are `None` stay as they are).
+    pub async fn update_event(
+        &self,
+        event_id: &str,
+        linked_id: Option<&str>,
+        tags: Option<Json>,
+        suspect: Option<bool>,
+    ) -> Result<(), Error> {
+        let mut body = JsonObject::new();
+        let (method, segments, linked_key, tags_key) = match self.config.generation {
+            Generation::V4 => (
+                Method::PATCH,
+                vec!["v4", "events", event_id],
+                "linked_id",
+                "tags",
+            ),
+            Generation::V3 => (Method::PUT, vec!["events", event_id], "linkedId", "tag"),
+        };
+        if let Some(linked) = linked_id {
+            body.insert(linked_key.to_owned(), Json::String(linked.to_owned()));
+        }
+        if let Some(tags) = tags {
+            body.insert(tags_key.to_owned(), tags);
+        }
+        if let Some(suspect) = suspect {
+            body.insert("suspect".to_owned(), Json::Bool(suspect));
+        }
+        self.call(method, &segments, &[], Some(Json::Object(body)))
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes every event of a visitor.
+    pub async fn delete_visitor(&self, visitor_id: &str) -> Result<(), Error> {
+        let segments = match self.config.generation {
+            Generation::V4 => vec!["v4", "visitors", visitor_id],
+            Generation::V3 => vec!["visitors", visitor_id],
+        };
+        self.call(Method::DELETE, &segments, &[], None).await?;
+        Ok(())
+    }
+
     async fn get(
         &self,
         segments: &[&str],
         query: &[(&'static str, String)],
+    ) -> Result<JsonObject, Error> {
+        self.call(Method::GET, segments, query, None).await
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&'static str, String)],
+        body: Option<Json>,
     ) -> Result<JsonObject, Error> {
         let url = self.url(segments, query);
         let header = match self.config.generation {
             Generation::V4 => reqwest::header::AUTHORIZATION.as_str(),
             Generation::V3 => "Auth-API-Key",
         };
-        let request = self
+        let mut request = self
             .http
-            .request(Method::GET, url)
+            .request(method, url)
             .header(header, self.auth.clone())
             .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
         self.http
             .send(
                 Upstream::Fingerprint,

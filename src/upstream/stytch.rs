@@ -8,8 +8,10 @@ use crate::config::StytchConfig;
 use crate::convert::stytch as convert;
 use crate::error::{Error, Upstream};
 use crate::proto::v1::{
-    ListRulesRequest, ListRulesResponse, ListVerdictReasonsRequest, ListVerdictReasonsResponse,
-    LookupTelemetryRequest, LookupTelemetryResponse,
+    Action, ListRulesRequest, ListRulesResponse, ListVerdictReasonsRequest,
+    ListVerdictReasonsResponse, LookupTelemetryRequest, LookupTelemetryResponse, SetRuleRequest,
+    SetRuleResponse, SetVerdictReasonOverrideRequest, SetVerdictReasonOverrideResponse,
+    set_rule_request::Identifier,
 };
 
 /// A client of one Stytch project.
@@ -94,6 +96,58 @@ impl StytchClient {
         Ok(convert::verdict_reasons(answer))
     }
 
+    /// `POST /v1/rules/set`.
+    pub async fn set_rule(&self, req: &SetRuleRequest) -> Result<SetRuleResponse, Error> {
+        let mut body = Map::new();
+        body.insert(
+            "action".to_owned(),
+            Json::String(action_word(req.action).to_owned()),
+        );
+        if let Some(id) = &req.identifier {
+            let (key, value) = identifier(id);
+            body.insert(key.to_owned(), Json::String(value.to_owned()));
+        }
+        if !req.description.is_empty() {
+            body.insert(
+                "description".to_owned(),
+                Json::String(req.description.clone()),
+            );
+        }
+        if let Some(minutes) = req.expires_in_minutes {
+            body.insert("expires_in_minutes".to_owned(), json!(minutes));
+        }
+        let answer = self
+            .post(&["v1", "rules", "set"], Json::Object(body))
+            .await?;
+        Ok(convert::set_rule(answer))
+    }
+
+    /// `POST /v1/verdict_reasons/override`.
+    pub async fn set_verdict_reason_override(
+        &self,
+        req: &SetVerdictReasonOverrideRequest,
+    ) -> Result<SetVerdictReasonOverrideResponse, Error> {
+        let mut body = Map::new();
+        body.insert(
+            "verdict_reason".to_owned(),
+            Json::String(req.verdict_reason.clone()),
+        );
+        body.insert(
+            "override_action".to_owned(),
+            Json::String(action_word(req.override_action).to_owned()),
+        );
+        if !req.override_description.is_empty() {
+            body.insert(
+                "override_description".to_owned(),
+                Json::String(req.override_description.clone()),
+            );
+        }
+        let answer = self
+            .post(&["v1", "verdict_reasons", "override"], Json::Object(body))
+            .await?;
+        Ok(convert::verdict_reason_override(answer))
+    }
+
     async fn post(&self, segments: &[&str], body: Json) -> Result<JsonObject, Error> {
         let url = self.url(segments);
         // `.json()` sets `Content-Type: application/json` exactly, as Stytch requires.
@@ -119,5 +173,30 @@ impl StytchClient {
             path.pop_if_empty().extend(segments);
         }
         url
+    }
+}
+
+/// Stytch's word for an action (validated before: never UNSPECIFIED here).
+pub fn action_word(action: i32) -> &'static str {
+    match Action::try_from(action).unwrap_or(Action::Unspecified) {
+        Action::Allow => "ALLOW",
+        Action::Challenge => "CHALLENGE",
+        Action::Block => "BLOCK",
+        Action::None | Action::Unspecified => "NONE",
+    }
+}
+
+/// The request member and value of a rule identifier.
+pub fn identifier(id: &Identifier) -> (&'static str, &str) {
+    match id {
+        Identifier::VisitorId(v) => ("visitor_id", v),
+        Identifier::BrowserId(v) => ("browser_id", v),
+        Identifier::VisitorFingerprint(v) => ("visitor_fingerprint", v),
+        Identifier::BrowserFingerprint(v) => ("browser_fingerprint", v),
+        Identifier::HardwareFingerprint(v) => ("hardware_fingerprint", v),
+        Identifier::NetworkFingerprint(v) => ("network_fingerprint", v),
+        Identifier::CidrBlock(v) => ("cidr_block", v),
+        Identifier::CountryCode(v) => ("country_code", v),
+        Identifier::Asn(v) => ("asn", v),
     }
 }

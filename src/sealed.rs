@@ -1,0 +1,110 @@
+//! Sealed client results: AES-256-GCM encrypted, raw-DEFLATE compressed event JSON.
+//!
+//! Layout: a 4-byte header `9e 85 dc ed`, a 12-byte nonce, the ciphertext, and the
+//! 16-byte GCM tag. The plaintext inflates to a v4 (or v3) event.
+
+use std::io::Read;
+
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce, aead::Aead};
+use serde_json::Value as Json;
+
+use crate::config::SealedKey;
+use crate::convert::{event, v3};
+use crate::error::Error;
+use crate::proto::v1::Event;
+
+/// The header every sealed result starts with.
+pub const HEADER: [u8; 4] = [0x9e, 0x85, 0xdc, 0xed];
+/// Largest sealed input accepted.
+pub const MAX_SEALED_BYTES: usize = 1024 * 1024;
+/// Largest inflated payload accepted (a guard against compression bombs).
+pub const MAX_PLAINTEXT_BYTES: u64 = 8 * 1024 * 1024;
+
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+
+/// Why a sealed result could not be opened.
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+pub enum SealedError {
+    /// No key is configured.
+    #[error("no sealed-result key is configured: set FINGERPRINT_SEALED_RESULT_KEYS")]
+    NoKeys,
+    /// The input is empty or larger than accepted.
+    #[error("sealed must be 1 to {MAX_SEALED_BYTES} bytes")]
+    Size,
+    /// The input does not start with the sealed-result header.
+    #[error("sealed does not start with the sealed-result header 9e85dced")]
+    Header,
+    /// The input is too short to hold a nonce and a tag.
+    #[error("sealed is too short to hold a nonce and an authentication tag")]
+    Truncated,
+    /// No configured key authenticates the input: wrong keys, or altered data.
+    #[error("no configured key decrypts sealed: the keys do not match, or the data was altered")]
+    Decrypt,
+    /// The decrypted payload is not raw DEFLATE data.
+    #[error("the decrypted payload is not valid DEFLATE data")]
+    Compression,
+    /// The payload inflates to more than accepted.
+    #[error("the decrypted payload inflates to more than {MAX_PLAINTEXT_BYTES} bytes")]
+    TooLarge,
+    /// The payload is not JSON.
+    #[error("the decrypted payload is not valid JSON")]
+    Json,
+    /// The payload is JSON but not an event.
+    #[error("the decrypted payload is not an event (no event_id or products)")]
+    NotAnEvent,
+}
+
+/// Opens a sealed result with the first key that authenticates it.
+pub fn unseal(sealed: &[u8], keys: &[SealedKey]) -> Result<Event, Error> {
+    open(sealed, keys).map_err(Error::Sealed)
+}
+
+fn open(sealed: &[u8], keys: &[SealedKey]) -> Result<Event, SealedError> {
+    if keys.is_empty() {
+        return Err(SealedError::NoKeys);
+    }
+    if sealed.is_empty() || sealed.len() > MAX_SEALED_BYTES {
+        return Err(SealedError::Size);
+    }
+    let Some(rest) = sealed.strip_prefix(&HEADER) else {
+        return Err(SealedError::Header);
+    };
+    if rest.len() < NONCE_LEN + TAG_LEN {
+        return Err(SealedError::Truncated);
+    }
+    let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
+    let compressed = keys
+        .iter()
+        .find_map(|key| {
+            let cipher = Aes256Gcm::new(&key.0.into());
+            cipher.decrypt(Nonce::from_slice(nonce), ciphertext).ok()
+        })
+        .ok_or(SealedError::Decrypt)?;
+    let mut plain = Vec::new();
+    let inflated = flate2::read::DeflateDecoder::new(compressed.as_slice())
+        .take(MAX_PLAINTEXT_BYTES + 1)
+        .read_to_end(&mut plain);
+    if inflated.is_err() {
+        return Err(SealedError::Compression);
+    }
+    if plain.len() as u64 > MAX_PLAINTEXT_BYTES {
+        return Err(SealedError::TooLarge);
+    }
+    let json: Json = serde_json::from_slice(&plain).map_err(|_| SealedError::Json)?;
+    event_from_json(json).ok_or(SealedError::NotAnEvent)
+}
+
+/// A v4 event, a v3 event (`products`), or a v3 webhook (flat) to `Event`.
+pub fn event_from_json(json: Json) -> Option<Event> {
+    let Json::Object(map) = json else { return None };
+    if map.contains_key("event_id") {
+        Some(event::from_v4(map))
+    } else if map.contains_key("products") {
+        Some(v3::from_event(map))
+    } else if map.contains_key("requestId") {
+        Some(v3::from_webhook(map))
+    } else {
+        None
+    }
+}
