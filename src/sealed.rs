@@ -3,8 +3,6 @@
 //! Layout: a 4-byte header `9e 85 dc ed`, a 12-byte nonce, the ciphertext, and the
 //! 16-byte GCM tag. The plaintext inflates to a v4 (or v3) event.
 
-use std::io::Read;
-
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce, aead::Aead};
 use serde_json::Value as Json;
 
@@ -81,18 +79,47 @@ fn open(sealed: &[u8], keys: &[SealedKey]) -> Result<Event, SealedError> {
             cipher.decrypt(Nonce::from_slice(nonce), ciphertext).ok()
         })
         .ok_or(SealedError::Decrypt)?;
-    let mut plain = Vec::new();
-    let inflated = flate2::read::DeflateDecoder::new(compressed.as_slice())
-        .take(MAX_PLAINTEXT_BYTES + 1)
-        .read_to_end(&mut plain);
-    if inflated.is_err() {
-        return Err(SealedError::Compression);
-    }
-    if plain.len() as u64 > MAX_PLAINTEXT_BYTES {
-        return Err(SealedError::TooLarge);
-    }
+    let plain = inflate(&compressed)?;
     let json: Json = serde_json::from_slice(&plain).map_err(|_| SealedError::Json)?;
     event_from_json(json).ok_or(SealedError::NotAnEvent)
+}
+
+/// Raw DEFLATE that must end properly (a truncated or corrupt stream is an error,
+/// not a shorter payload), bounded by `MAX_PLAINTEXT_BYTES`.
+fn inflate(input: &[u8]) -> Result<Vec<u8>, SealedError> {
+    use flate2::{Decompress, FlushDecompress, Status};
+    let mut inflater = Decompress::new(false);
+    let mut out = Vec::with_capacity(input.len().saturating_mul(4).clamp(4096, 1 << 20));
+    loop {
+        if out.len() == out.capacity() {
+            if out.len() as u64 >= MAX_PLAINTEXT_BYTES {
+                return Err(SealedError::TooLarge);
+            }
+            out.reserve(out.len());
+        }
+        let consumed =
+            usize::try_from(inflater.total_in()).map_err(|_| SealedError::Compression)?;
+        let rest = input.get(consumed..).ok_or(SealedError::Compression)?;
+        let progress = (inflater.total_in(), inflater.total_out());
+        let status = inflater
+            .decompress_vec(rest, &mut out, FlushDecompress::None)
+            .map_err(|_| SealedError::Compression)?;
+        if status == Status::StreamEnd {
+            // Bytes after the end of the stream mean this was not one DEFLATE stream.
+            if usize::try_from(inflater.total_in()).ok() != Some(input.len()) {
+                return Err(SealedError::Compression);
+            }
+            break;
+        }
+        // Room left to write, yet nothing read or written: the stream is cut short.
+        if (inflater.total_in(), inflater.total_out()) == progress && out.len() < out.capacity() {
+            return Err(SealedError::Compression);
+        }
+    }
+    if out.len() as u64 > MAX_PLAINTEXT_BYTES {
+        return Err(SealedError::TooLarge);
+    }
+    Ok(out)
 }
 
 /// A v4 event, a v3 event (`products`), or a v3 webhook (flat) to `Event`.
@@ -106,5 +133,28 @@ pub fn event_from_json(json: Json) -> Option<Event> {
         Some(v3::from_webhook(map))
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn deflate(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn inflate_refuses_bombs_and_truncation() {
+        let bomb = deflate(&vec![0u8; (MAX_PLAINTEXT_BYTES + 1024) as usize]);
+        assert!(bomb.len() < 64 * 1024);
+        assert_eq!(inflate(&bomb), Err(SealedError::TooLarge));
+        let ok = deflate(b"{\"event_id\":\"x\"}");
+        assert_eq!(inflate(&ok).unwrap(), b"{\"event_id\":\"x\"}");
+        assert_eq!(inflate(&ok[..ok.len() - 2]), Err(SealedError::Compression));
     }
 }

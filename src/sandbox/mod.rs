@@ -92,6 +92,7 @@ pub struct Control {
     recorded: Mutex<Vec<Recorded>>,
     scripted: Mutex<VecDeque<Scripted>>,
     delay: Mutex<Duration>,
+    read_delay: Mutex<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +111,8 @@ struct World {
     deleted: HashSet<String>,
     /// Update attempts per `notready…` event.
     attempts: HashMap<String, u32>,
+    /// The visitor of each event a search or visit list produced, so the event reads back alike.
+    visitor_of: HashMap<String, String>,
     /// Stytch rules in list order.
     rules: Vec<Json>,
     /// Stytch verdict reasons with their overrides.
@@ -122,6 +125,7 @@ impl Default for World {
             updates: HashMap::new(),
             deleted: HashSet::new(),
             attempts: HashMap::new(),
+            visitor_of: HashMap::new(),
             rules: data::stytch_rules(),
             reasons: data::stytch_verdict_reasons(),
         }
@@ -199,6 +203,18 @@ impl Control {
         if let Ok(mut d) = self.delay.lock() {
             *d = delay;
         }
+    }
+
+    /// Holds every answer to a read (GET, or a Stytch lookup or list) for `delay` after
+    /// it was computed: the answer reflects the state before any write made meanwhile.
+    pub fn set_read_delay(&self, delay: Duration) {
+        if let Ok(mut d) = self.read_delay.lock() {
+            *d = delay;
+        }
+    }
+
+    fn read_delay(&self) -> Duration {
+        self.read_delay.lock().map(|d| *d).unwrap_or_default()
     }
 
     fn record(&self, r: Recorded) {
@@ -350,11 +366,20 @@ async fn record_and_script(
         }
         return response;
     }
-    next.run(axum::extract::Request::from_parts(
-        parts,
-        axum::body::Body::from(bytes),
-    ))
-    .await
+    let is_read = parts.method == Method::GET
+        || parts.uri.path().ends_with("/lookup")
+        || parts.uri.path().ends_with("/list");
+    let response = next
+        .run(axum::extract::Request::from_parts(
+            parts,
+            axum::body::Body::from(bytes),
+        ))
+        .await;
+    let read_delay = state.control.read_delay();
+    if is_read && !read_delay.is_zero() {
+        tokio::time::sleep(read_delay).await;
+    }
+    response
 }
 
 async fn not_routed(method: Method, uri: Uri) -> Response {
@@ -613,6 +638,9 @@ fn find(state: &AppState, search: &Search, query_seed: &str) -> (Vec<Json>, Opti
         let id = data::visit_id(&visitor, n);
         let mut event = data::event_v4(&id, &visitor, data::timestamp_of(&id));
         state.apply_updates(&id, &mut event);
+        if let Ok(mut w) = state.world.lock() {
+            w.visitor_of.insert(id.clone(), visitor.clone());
+        }
         if let Some(linked) = &search.linked_id {
             event["linked_id"] = json!(linked);
         }
@@ -941,7 +969,12 @@ impl AppState {
 
     /// The v4 event for an id, with updates applied; `None` once its visitor is deleted.
     fn event(&self, event_id: &str) -> Option<Json> {
-        let visitor = data::visitor_id_for(event_id);
+        let visitor = self
+            .world
+            .lock()
+            .ok()
+            .and_then(|w| w.visitor_of.get(event_id).cloned())
+            .unwrap_or_else(|| data::visitor_id_for(event_id));
         if self.is_deleted(&visitor) {
             return None;
         }
