@@ -16,8 +16,9 @@ use fingerprint_gateway::{
     proto::{
         FILE_DESCRIPTOR_SET,
         v1::{
-            GetEventRequest, GetVisitsRequest, ListRulesRequest, ListVerdictReasonsRequest,
-            LookupTelemetryRequest, SearchEventsRequest,
+            Action, GetEventRequest, GetVisitsRequest, ListRulesRequest, ListVerdictReasonsRequest,
+            LookupTelemetryRequest, SearchEventsRequest, SetRuleRequest,
+            SetVerdictReasonOverrideRequest, set_rule_request::Identifier,
         },
     },
     sandbox::Scripted,
@@ -409,7 +410,9 @@ async fn stytch_examples_lose_nothing() {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         let read_answer = (name.starts_with("lookup_") && name.contains("_200"))
             || name.starts_with("rules_list_200")
-            || name.starts_with("verdict_reasons_list_200");
+            || name.starts_with("verdict_reasons_list_200")
+            || name.starts_with("rules_set_200")
+            || name.starts_with("verdict_reasons_override_200");
         if !read_answer {
             continue;
         }
@@ -433,6 +436,30 @@ async fn stytch_examples_lose_nothing() {
                 &h.stytch().list_rules(r).await.unwrap().into_inner(),
                 "fingerprint.gateway.v1.ListRulesResponse",
             )
+        } else if name.starts_with("rules_set_200") {
+            let r = SetRuleRequest {
+                identifier: Some(Identifier::VisitorId(format!("v-{seen}"))),
+                action: Action::Block as i32,
+                ..Default::default()
+            };
+            to_json(
+                &h.stytch().set_rule(r).await.unwrap().into_inner(),
+                "fingerprint.gateway.v1.SetRuleResponse",
+            )
+        } else if name.starts_with("verdict_reasons_override_200") {
+            let r = SetVerdictReasonOverrideRequest {
+                verdict_reason: "VIRTUAL_MACHINE".into(),
+                override_action: Action::Allow as i32,
+                ..Default::default()
+            };
+            to_json(
+                &h.stytch()
+                    .set_verdict_reason_override(r)
+                    .await
+                    .unwrap()
+                    .into_inner(),
+                "fingerprint.gateway.v1.SetVerdictReasonOverrideResponse",
+            )
         } else {
             to_json(
                 &h.stytch()
@@ -446,7 +473,7 @@ async fn stytch_examples_lose_nothing() {
         check_leaves(&json, &answer, &name);
         seen += 1;
     }
-    assert!(seen >= 6, "found {seen} Stytch read examples");
+    assert!(seen >= 10, "found {seen} Stytch answer examples");
     h.stop().await;
 }
 

@@ -12,9 +12,12 @@ use std::process::Command;
 use common::Harness;
 use fingerprint_gateway::{
     config::Generation,
+    convert::json::to_struct,
     proto::v1::{
-        ExternalMetadata, GetEventRequest, GetVisitsRequest, ListRulesRequest,
-        ListVerdictReasonsRequest, LookupTelemetryRequest, SearchEventsRequest,
+        Action, DeleteVisitorDataRequest, ExternalMetadata, GetEventRequest, GetVisitsRequest,
+        ListRulesRequest, ListVerdictReasonsRequest, LookupTelemetryRequest, SearchEventsRequest,
+        SetRuleRequest, SetVerdictReasonOverrideRequest, UpdateEventRequest,
+        set_rule_request::Identifier,
     },
     sandbox::Recorded,
 };
@@ -137,7 +140,68 @@ async fn exercise(generation: Generation) -> Vec<Recorded> {
         .await
         .unwrap();
     }
+    fp.update_event(UpdateEventRequest {
+        event_id: "1708102555327.NLOjmg".into(),
+        linked_id: Some("order-78".into()),
+        tags: Some(to_struct(
+            json!({"reviewed": true}).as_object().unwrap().clone(),
+        )),
+        suspect: Some(false),
+    })
+    .await
+    .unwrap();
+    fp.update_event(UpdateEventRequest {
+        event_id: "1708102555327.NLOjmg".into(),
+        suspect: Some(true),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    fp.delete_visitor_data(DeleteVisitorDataRequest {
+        visitor_id: "Ibk1527CUFmcnjLwIs4A9".into(),
+    })
+    .await
+    .unwrap();
     let mut st = h.stytch();
+    for (identifier, action) in [
+        (
+            Identifier::VisitorId("visitor-6139cbcc".into()),
+            Action::Challenge,
+        ),
+        (
+            Identifier::CidrBlock("203.0.113.0/24".into()),
+            Action::Block,
+        ),
+        (Identifier::CountryCode("AQ".into()), Action::Block),
+        (Identifier::Asn("64500".into()), Action::Challenge),
+        (
+            Identifier::VisitorId("visitor-6139cbcc".into()),
+            Action::None,
+        ),
+    ] {
+        st.set_rule(SetRuleRequest {
+            identifier: Some(identifier),
+            action: action as i32,
+            description: "contract".into(),
+            expires_in_minutes: Some(120),
+        })
+        .await
+        .unwrap();
+    }
+    st.set_verdict_reason_override(SetVerdictReasonOverrideRequest {
+        verdict_reason: "VIRTUAL_MACHINE".into(),
+        override_action: Action::Allow as i32,
+        override_description: "VDI".into(),
+    })
+    .await
+    .unwrap();
+    st.set_verdict_reason_override(SetVerdictReasonOverrideRequest {
+        verdict_reason: "VIRTUAL_MACHINE".into(),
+        override_action: Action::None as i32,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let meta = ExternalMetadata {
         external_id: Some("user-123".into()),
         organization_id: Some("org-9".into()),
@@ -198,7 +262,7 @@ async fn every_upstream_request_validates_against_the_upstream_schema() {
             all.push(json!({"api": api, "method": r.method, "path": r.path, "query": r.query, "headers": r.headers, "body": r.body}));
         }
     }
-    assert!(all.len() >= 18, "exercised {} requests", all.len());
+    assert!(all.len() >= 36, "exercised {} requests", all.len());
     let file = std::env::temp_dir().join(format!("fpgw-requests-{}.json", std::process::id()));
     std::fs::write(&file, serde_json::to_vec_pretty(&all).unwrap()).unwrap();
     let out = Command::new("python3")

@@ -54,6 +54,16 @@ def main() -> int:
     answer, _ = call(st, "ListVerdictReasons", {})
     assert answer.verdict_reason_actions
 
+    # Write, then read: the gateway must not answer from a stale cache.
+    call(fp, "GetEvent", {"event_id": "1770000000000.write1"})
+    call(fp, "UpdateEvent", {"event_id": "1770000000000.write1", "linked_id": "order-7", "suspect": False, "tags": {"k": "v"}})
+    event = MessageToDict(call(fp, "GetEvent", {"event_id": "1770000000000.write1"})[0], preserving_proto_field_name=True)["event"]
+    assert event["linked_id"] == "order-7" and event["suspect"] is False and event["tags"] == {"k": "v"}, event
+    before = call(st, "LookupTelemetry", {"telemetry_id": "bb-rule-1"})[0]
+    call(st, "SetRule", {"visitor_id": before.fingerprints.visitor_id, "action": "ACTION_BLOCK", "description": "smoke"})
+    after = call(st, "LookupTelemetry", {"telemetry_id": "bb-rule-1"})[0]
+    assert after.verdict.action_raw == "BLOCK" and list(after.verdict.reasons) == ["RULE_MATCH"], after.verdict
+
     # An error with rich details, decoded as a polyglot client would.
     try:
         call(fp, "GetEvent", {"event_id": "ratelimit-1"})
