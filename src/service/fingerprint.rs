@@ -7,7 +7,7 @@ use std::{
 
 use tonic::{Request, Response, Status};
 
-use super::{deadline, respond, validate, wants_bypass};
+use super::{deadline, read_through, validate, wants_bypass};
 use crate::cache::{Cache, Key, Tag};
 use crate::config::{CacheConfig, Generation, SealedKey, Secret};
 use crate::convert::json::struct_to_json;
@@ -208,12 +208,15 @@ impl FingerprintService for FingerprintApi {
             let event = client.get_event(&req.event_id, &req.ruleset_id).await?;
             Ok(GetEventResponse { event: Some(event) })
         };
-        let (answer, status) = self
-            .cache
-            .get_or_fetch(key, self.ttl.get_event, self.ttl.not_found, bypass, fetch)
-            .await
-            .map_err(|e| e.to_status())?;
-        Ok(respond(answer, status))
+        read_through(
+            &self.cache,
+            key,
+            self.ttl.get_event,
+            self.ttl.not_found,
+            bypass,
+            fetch,
+        )
+        .await
     }
 
     async fn get_visits(
@@ -232,18 +235,15 @@ impl FingerprintService for FingerprintApi {
             return Err(unsupported("start", Generation::V3).into());
         }
         let key = Key::new(Upstream::Fingerprint, "GetVisits", client.identity(), &req);
-        let (answer, status) = self
-            .cache
-            .get_or_fetch(
-                key,
-                self.ttl.get_visits,
-                self.ttl.not_found,
-                bypass,
-                client.visits(&req),
-            )
-            .await
-            .map_err(|e| e.to_status())?;
-        Ok(respond(answer, status))
+        read_through(
+            &self.cache,
+            key,
+            self.ttl.get_visits,
+            self.ttl.not_found,
+            bypass,
+            client.visits(&req),
+        )
+        .await
     }
 
     async fn search_events(
@@ -260,18 +260,15 @@ impl FingerprintService for FingerprintApi {
             client.identity(),
             &req,
         );
-        let (answer, status) = self
-            .cache
-            .get_or_fetch(
-                key,
-                self.ttl.search_events,
-                self.ttl.not_found,
-                bypass,
-                client.search(&req),
-            )
-            .await
-            .map_err(|e| e.to_status())?;
-        Ok(respond(answer, status))
+        read_through(
+            &self.cache,
+            key,
+            self.ttl.search_events,
+            self.ttl.not_found,
+            bypass,
+            client.search(&req),
+        )
+        .await
     }
 
     async fn update_event(

@@ -4,9 +4,12 @@ pub mod fingerprint;
 pub mod stytch;
 pub mod validate;
 
-use tonic::{Request, Response, metadata::MetadataValue};
+use std::{future::Future, time::Duration};
 
-use crate::cache::CacheStatus;
+use tonic::{Request, Response, Status, metadata::MetadataValue};
+
+use crate::cache::{Cache, CacheStatus, Key, Tagged};
+use crate::error::Error;
 
 /// Whether the caller asked to skip the cache (`cache-control: no-cache`).
 fn wants_bypass<T>(request: &Request<T>) -> bool {
@@ -23,8 +26,7 @@ fn wants_bypass<T>(request: &Request<T>) -> bool {
 }
 
 /// The caller's deadline (`grpc-timeout`), if it set one.
-fn deadline<T>(request: &Request<T>) -> Option<std::time::Duration> {
-    use std::time::Duration;
+fn deadline<T>(request: &Request<T>) -> Option<Duration> {
     let raw = request.metadata().get("grpc-timeout")?.to_str().ok()?;
     let (digits, unit) = raw.split_at(raw.len().checked_sub(1)?);
     let n: u64 = digits.parse().ok()?;
@@ -37,6 +39,27 @@ fn deadline<T>(request: &Request<T>) -> Option<std::time::Duration> {
         "n" => Duration::from_nanos(n),
         _ => return None,
     })
+}
+
+/// The read path every read RPC shares: through the cache to `fetch`, then the answer
+/// with its `x-cache` metadata, or the error as a status.
+async fn read_through<T, F>(
+    cache: &Cache,
+    key: Key,
+    ttl: Duration,
+    not_found_ttl: Duration,
+    bypass: bool,
+    fetch: F,
+) -> Result<Response<T>, Status>
+where
+    T: prost::Message + Tagged + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<T, Error>>,
+{
+    let (answer, status) = cache
+        .get_or_fetch(key, ttl, not_found_ttl, bypass, fetch)
+        .await
+        .map_err(|e| e.to_status())?;
+    Ok(respond(answer, status))
 }
 
 /// Wraps an answer, telling the caller where it came from.

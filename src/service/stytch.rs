@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{respond, validate, wants_bypass};
+use super::{read_through, validate, wants_bypass};
 use crate::cache::{Cache, Key};
 use crate::config::CacheConfig;
 use crate::error::{Error, Upstream};
@@ -68,18 +68,15 @@ impl StytchService for StytchApi {
         }
         let client = self.client()?;
         let key = Key::new(Upstream::Stytch, "LookupTelemetry", client.identity(), &req);
-        let (answer, status) = self
-            .cache
-            .get_or_fetch(
-                key,
-                self.ttl.lookup_telemetry,
-                self.ttl.not_found,
-                bypass,
-                client.lookup(&req),
-            )
-            .await
-            .map_err(|e| e.to_status())?;
-        Ok(respond(answer, status))
+        read_through(
+            &self.cache,
+            key,
+            self.ttl.lookup_telemetry,
+            self.ttl.not_found,
+            bypass,
+            client.lookup(&req),
+        )
+        .await
     }
 
     async fn list_rules(
@@ -92,18 +89,15 @@ impl StytchService for StytchApi {
         validate::text("cursor", &req.cursor)?;
         let client = self.client()?;
         let key = Key::new(Upstream::Stytch, "ListRules", client.identity(), &req);
-        let (answer, status) = self
-            .cache
-            .get_or_fetch(
-                key,
-                self.ttl.list_rules,
-                self.ttl.not_found,
-                bypass,
-                client.list_rules(&req),
-            )
-            .await
-            .map_err(|e| e.to_status())?;
-        Ok(respond(answer, status))
+        read_through(
+            &self.cache,
+            key,
+            self.ttl.list_rules,
+            self.ttl.not_found,
+            bypass,
+            client.list_rules(&req),
+        )
+        .await
     }
 
     async fn list_verdict_reasons(
@@ -119,18 +113,15 @@ impl StytchService for StytchApi {
             client.identity(),
             &req,
         );
-        let (answer, status) = self
-            .cache
-            .get_or_fetch(
-                key,
-                self.ttl.list_verdict_reasons,
-                self.ttl.not_found,
-                bypass,
-                client.list_verdict_reasons(&req),
-            )
-            .await
-            .map_err(|e| e.to_status())?;
-        Ok(respond(answer, status))
+        read_through(
+            &self.cache,
+            key,
+            self.ttl.list_verdict_reasons,
+            self.ttl.not_found,
+            bypass,
+            client.list_verdict_reasons(&req),
+        )
+        .await
     }
 
     async fn set_rule(
