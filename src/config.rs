@@ -720,6 +720,27 @@ mod tests {
     }
 
     #[test]
+    fn toml_lists_are_arrays_or_strings() {
+        let dir = std::env::temp_dir().join(format!("fpgw-config-list-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gateway.toml");
+        std::fs::write(
+            &path,
+            "gateway_sandbox = true\nfingerprint_webhook_secrets = [\"whsec_a\", \"whsec_b\"]\n",
+        )
+        .unwrap();
+        let env = |_: &str| None;
+        let c = Config::load(&Sources {
+            flags: HashMap::new(),
+            env: &env,
+            file: Some(path),
+        })
+        .unwrap();
+        assert_eq!(c.webhook_secrets.len(), 2);
+        assert_eq!(c.webhook_secrets[1].expose(), "whsec_b");
+    }
+
+    #[test]
     fn flags_beat_env_beat_file() {
         let dir = std::env::temp_dir().join(format!("fpgw-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
