@@ -1,7 +1,11 @@
 //! Logs and traces: `tracing` with an OpenTelemetry layer, OTLP export when configured.
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use opentelemetry_sdk::{
+    Resource,
+    propagation::TraceContextPropagator,
+    trace::{Sampler, SdkTracerProvider},
+};
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::config::{LogFormat, TelemetryConfig};
@@ -19,14 +23,20 @@ pub struct TelemetryError(String);
 /// Installs the global subscriber and propagator.
 ///
 /// Spans always carry OpenTelemetry contexts, so `traceparent` flows from callers to
-/// upstreams even when nothing is exported. The sampler follows `OTEL_TRACES_SAMPLER`
-/// and `OTEL_TRACES_SAMPLER_ARG` (default: parent-based, always on).
+/// upstreams even when nothing is exported. When exporting, the sampler follows
+/// `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (default: parent-based, always
+/// on); without an exporter only caller-sampled traces are recorded.
 pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let resource = Resource::builder()
         .with_service_name(config.service_name.clone())
         .build();
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    if config.otlp_endpoint.is_none() {
+        // Nothing is exported: record only spans the caller asked to sample, so contexts
+        // (and `traceparent`) still flow while unsampled RPCs cost next to nothing.
+        builder = builder.with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOff)));
+    }
     if let Some(endpoint) = &config.otlp_endpoint {
         use opentelemetry_otlp::WithExportConfig;
         let exporter = opentelemetry_otlp::SpanExporter::builder()
