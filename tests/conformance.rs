@@ -206,13 +206,11 @@ fn leaf_check_notices_a_lost_value() {
 
 // ---------- fingerprint.com v4 ----------
 
-#[tokio::test]
-async fn v4_event_examples_lose_nothing() {
-    let Some(fx) = common::fixtures() else { return };
-    let h = Harness::start().await;
-    let dir = fx.join("fingerprint/v4/paths/examples/events");
+/// Serves every `get_event_200*` example in `dir` through `generation`; returns how many.
+async fn check_event_examples(generation: Generation, dir: &Path) -> usize {
+    let h = Harness::start_with(generation, &[]).await;
     let mut seen = 0;
-    for entry in fs::read_dir(&dir).unwrap() {
+    for entry in fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         if !name.starts_with("get_event_200") {
@@ -224,23 +222,28 @@ async fn v4_event_examples_lose_nothing() {
             event_id: format!("fixture-{seen}"),
             ..Default::default()
         };
-        let answer = h
-            .fingerprint()
-            .get_event(req)
-            .await
-            .unwrap()
-            .into_inner()
-            .event
-            .unwrap();
+        let answer = h.fingerprint().get_event(req).await.unwrap().into_inner();
+        let event = answer.event.unwrap();
         check_leaves(
             &json,
-            &to_json(&answer, "fingerprint.gateway.v1.Event"),
+            &to_json(&event, "fingerprint.gateway.v1.Event"),
             &name,
         );
         seen += 1;
     }
-    assert!(seen >= 2, "found {seen} v4 event examples");
     h.stop().await;
+    seen
+}
+
+#[tokio::test]
+async fn v4_event_examples_lose_nothing() {
+    let Some(fx) = common::fixtures() else { return };
+    let seen = check_event_examples(
+        Generation::V4,
+        &fx.join("fingerprint/v4/paths/examples/events"),
+    )
+    .await;
+    assert!(seen >= 2, "found {seen} v4 event examples");
 }
 
 #[tokio::test]
@@ -302,37 +305,8 @@ async fn v4_search_example_loses_nothing() {
 #[tokio::test]
 async fn v3_event_examples_lose_nothing() {
     let Some(fx) = common::fixtures() else { return };
-    let h = Harness::start_with(Generation::V3, &[]).await;
-    let mut seen = 0;
-    for entry in fs::read_dir(fx.join("fingerprint/v3/examples")).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if !name.starts_with("get_event_200") {
-            continue;
-        }
-        let (text, json) = read(&path);
-        h.sandbox.control.script(Scripted::json(200, text));
-        let req = GetEventRequest {
-            event_id: format!("fixture-{seen}"),
-            ..Default::default()
-        };
-        let answer = h
-            .fingerprint()
-            .get_event(req)
-            .await
-            .unwrap()
-            .into_inner()
-            .event
-            .unwrap();
-        check_leaves(
-            &json,
-            &to_json(&answer, "fingerprint.gateway.v1.Event"),
-            &name,
-        );
-        seen += 1;
-    }
+    let seen = check_event_examples(Generation::V3, &fx.join("fingerprint/v3/examples")).await;
     assert!(seen >= 5, "found {seen} v3 event examples");
-    h.stop().await;
 }
 
 #[tokio::test]
