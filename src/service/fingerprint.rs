@@ -307,7 +307,8 @@ impl FingerprintService for FingerprintApi {
         let client = self.client()?;
         // 409 state_not_ready means "not applied yet, try again": retrying cannot apply
         // a different state, so retry with backoff while the caller's deadline allows.
-        let give_up = Instant::now() + deadline;
+        // A caller's deadline can be years away; retries never need more than a minute.
+        let give_up = Instant::now() + deadline.min(Duration::from_secs(60));
         let mut backoff = Duration::from_millis(100);
         let result = loop {
             let attempt = client
