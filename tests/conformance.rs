@@ -561,3 +561,51 @@ async fn every_error_example_maps_to_its_status() {
     assert!(check_error_examples(&h, v3, false).await >= 20);
     h.stop().await;
 }
+
+// ---------- webhook bodies ----------
+
+#[tokio::test]
+async fn signed_webhook_bodies_lose_nothing() {
+    use fingerprint_gateway::proto::v1::VerifyWebhookSignatureRequest;
+    use hmac::{Hmac, Mac};
+    let Some(fx) = common::fixtures() else { return };
+    let h = Harness::start_with(
+        Generation::V4,
+        &[(
+            "FINGERPRINT_WEBHOOK_SECRETS",
+            "whsec_conformance".to_owned(),
+        )],
+    )
+    .await;
+    for file in [
+        "fingerprint/v4/paths/examples/webhook/webhook_event.json",
+        "fingerprint/v3/examples/webhook.json",
+    ] {
+        let (text, json) = read(&fx.join(file));
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(b"whsec_conformance").unwrap();
+        mac.update(text.as_bytes());
+        let sig: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let req = VerifyWebhookSignatureRequest {
+            header: format!("v1={sig}"),
+            body: text.into_bytes(),
+        };
+        let answer = h
+            .fingerprint()
+            .verify_webhook_signature(req)
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(answer.valid, "{file}");
+        check_leaves(
+            &json,
+            &to_json(&answer.event.unwrap(), "fingerprint.gateway.v1.Event"),
+            file,
+        );
+    }
+    h.stop().await;
+}

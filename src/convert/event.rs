@@ -6,7 +6,7 @@ use super::json::Obj;
 use crate::proto::v1::{
     BotInfo, BotResult, BrowserDetails, Confidence, Event, Geolocation, Identification,
     Integration, IpBlocklist, IpDetails, IpInfo, Label, Proximity, ProxyDetails, Sdk, Subdivision,
-    TamperingDetails, Velocity, VelocityCounts, VpnMethods,
+    TamperingDetails, TriggeringRule, Velocity, VelocityCounts, VpnMethods,
 };
 
 /// Converts one v4 event object. Never fails: what is not modelled lands in `unmapped`.
@@ -115,6 +115,11 @@ pub fn from_v4(map: Map<String, Json>) -> Event {
         rare_device: o.bool("rare_device"),
         rare_device_percentile_bucket: o.str("rare_device_percentile_bucket"),
         raw_device_attributes: o.structure("raw_device_attributes"),
+        triggered_by: o.objs("triggered_by", |t| TriggeringRule {
+            id: t.str("id"),
+            name: t.str("name"),
+            description: t.str("description"),
+        }),
         labels: o.objs("labels", |l| Label {
             label: l.str("label"),
             prediction: l.bool("prediction"),
@@ -225,5 +230,34 @@ fn counts_v4(c: &mut Obj) -> VelocityCounts {
         five_minutes: c.i64("5_minutes"),
         one_hour: c.i64("1_hour"),
         twenty_four_hours: c.i64("24_hours"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn webhook_members_and_presence() {
+        let body = json!({
+            "event_id": "e1",
+            "timestamp": 1708102555327_i64,
+            "suspect": false,
+            "factory_reset_timestamp": 0,
+            "bot": "a_new_kind_of_bot",
+            "triggered_by": [{"id": "r_1", "name": "Block bots", "description": "d"}],
+            "brand_new_signal": {"score": 3}
+        });
+        let e = from_v4(body.as_object().cloned().unwrap_or_default());
+        assert_eq!(e.suspect, Some(false));
+        assert_eq!(e.factory_reset_time, None);
+        assert_eq!(e.bot, BotResult::Unspecified as i32);
+        assert_eq!(e.bot_raw, "a_new_kind_of_bot");
+        assert_eq!(e.triggered_by[0].name.as_deref(), Some("Block bots"));
+        let unmapped = e.unmapped.unwrap_or_default();
+        assert!(unmapped.fields.contains_key("brand_new_signal"));
+        assert_eq!(unmapped.fields.len(), 1);
     }
 }
