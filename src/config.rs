@@ -30,6 +30,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "gRPC listen address (flag --listen)",
     ),
     (
+        "GATEWAY_METRICS_LISTEN",
+        "",
+        "address serving Prometheus metrics at /metrics, e.g. 0.0.0.0:9464; unset disables",
+    ),
+    (
         "GATEWAY_SANDBOX",
         "false",
         "serve against the embedded upstream emulator (flag --sandbox)",
@@ -272,6 +277,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Serve against the embedded emulator.
     pub sandbox: bool,
+    /// Where Prometheus metrics are served; `None` disables them.
+    pub metrics_listen: Option<SocketAddr>,
     /// fingerprint.com; `None` when disabled.
     pub fingerprint: Option<FingerprintConfig>,
     /// Stytch; `None` when disabled.
@@ -370,6 +377,13 @@ impl Config {
             s.parse::<SocketAddr>().map_err(|e| e.to_string())
         })?;
         let sandbox = parse_bool(get, "GATEWAY_SANDBOX", false)?;
+        let metrics_listen = get("GATEWAY_METRICS_LISTEN")
+            .map(|s| {
+                s.trim()
+                    .parse::<SocketAddr>()
+                    .map_err(|e| invalid("GATEWAY_METRICS_LISTEN", e.to_string()))
+            })
+            .transpose()?;
         let generation = parse_with(get, "FINGERPRINT_API_VERSION", "v4", |s| {
             match s.to_ascii_lowercase().as_str() {
                 "v4" | "4" => Ok(Generation::V4),
@@ -458,6 +472,7 @@ impl Config {
         let config = Self {
             listen,
             sandbox,
+            metrics_listen,
             fingerprint,
             stytch,
             fingerprint_generation: generation,

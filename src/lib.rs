@@ -2,6 +2,7 @@ pub mod cache;
 pub mod config;
 pub mod convert;
 pub mod error;
+pub mod metrics;
 pub mod proto;
 pub mod sandbox;
 pub mod sealed;

@@ -42,9 +42,9 @@ pub enum ServeError {
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
-    /// The sandbox could not start.
-    #[error("sandbox: {0}")]
-    Sandbox(#[from] std::io::Error),
+    /// A listener (sandbox, metrics) could not start, or the server task failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// Serves the gateway on `listener` until `shutdown` completes, then drains.
@@ -128,6 +128,18 @@ pub async fn serve(
         }
     };
 
+    // Metrics bind before serving, so a taken port fails start-up instead of later.
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await?),
+        None => None,
+    };
+    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_task = metrics.map(|listener| {
+        tokio::spawn(crate::metrics::serve(listener, async {
+            let _ = metrics_stopped.await;
+        }))
+    });
+
     let router = Server::builder()
         // One span per RPC, joined to the caller's trace through its `traceparent`.
         .trace_fn(rpc_span)
@@ -135,6 +147,8 @@ pub async fn serve(
         .timeout(config.upstream_timeout * 6)
         // Keeps idle connections through proxies alive and finds dead peers.
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        // Outermost, so every call is counted and timed, including rejected ones.
+        .layer(crate::metrics::RpcMetricsLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -152,7 +166,7 @@ pub async fn serve(
     let _ = stop_tx.send(());
     let mut server = server;
     let result = match tokio::time::timeout(grace, &mut server).await {
-        Ok(joined) => joined.map_err(|e| ServeError::Sandbox(std::io::Error::other(e)))?,
+        Ok(joined) => joined.map_err(|e| ServeError::Io(std::io::Error::other(e)))?,
         Err(_) => {
             tracing::warn!(?grace, "grace period over; abandoning remaining calls");
             server.abort();
@@ -161,6 +175,10 @@ pub async fn serve(
     };
     if let Some(sandbox) = sandbox {
         sandbox.shutdown().await;
+    }
+    let _ = metrics_stop.send(());
+    if let Some(task) = metrics_task {
+        let _ = task.await;
     }
     result.map_err(ServeError::from)
 }
@@ -171,7 +189,7 @@ async fn start_sandbox(config: &mut Config) -> Result<Sandbox, ServeError> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let sandbox = Sandbox::start(listener, creds.clone())?;
     let base = reqwest::Url::parse(&sandbox.base_url())
-        .map_err(|e| ServeError::Sandbox(std::io::Error::other(e)))?;
+        .map_err(|e| ServeError::Io(std::io::Error::other(e)))?;
     config.fingerprint = Some(FingerprintConfig {
         generation: config.fingerprint_generation,
         base_url: base.clone(),

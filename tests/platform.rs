@@ -213,3 +213,54 @@ async fn shutdown_gives_up_after_the_grace_period() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn metrics_count_rpcs_cache_outcomes_and_upstream_calls() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let h = Harness::start_with(
+        Generation::V4,
+        &[("GATEWAY_METRICS_LISTEN", addr.to_string())],
+    )
+    .await;
+    let mut fp = h.fingerprint();
+    fp.get_event(GetEventRequest {
+        event_id: "metrics-1".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    fp.get_event(GetEventRequest {
+        event_id: "metrics-1".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    fp.get_event(GetEventRequest {
+        event_id: "a/b".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    let body = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // Counters are process-wide and tests run in parallel: look for the series, not exact totals.
+    for series in [
+        r#"fpgw_rpc_total{rpc="fingerprint.gateway.v1.FingerprintService/GetEvent",code="Ok"}"#,
+        r#"fpgw_rpc_total{rpc="fingerprint.gateway.v1.FingerprintService/GetEvent",code="InvalidArgument"}"#,
+        r#"fpgw_cache_total{rpc="GetEvent",result="hit"}"#,
+        r#"fpgw_cache_total{rpc="GetEvent",result="miss"}"#,
+        r#"fpgw_upstream_requests_total{upstream="fingerprint",status="200"}"#,
+        "fpgw_rpc_duration_seconds_bucket",
+        "fpgw_upstream_duration_seconds_count",
+    ] {
+        assert!(body.contains(series), "{series} missing from:\n{body}");
+    }
+    h.stop().await;
+}

@@ -55,10 +55,12 @@ where
     T: prost::Message + Tagged + Clone + Send + Sync + 'static,
     F: Future<Output = Result<T, Error>>,
 {
+    let rpc = key.rpc();
     let (answer, status) = cache
         .get_or_fetch(key, ttl, not_found_ttl, bypass, fetch)
         .await
         .map_err(|e| e.to_status())?;
+    crate::metrics::METRICS.cache(rpc, status.as_str());
     Ok(respond(answer, status))
 }
 

@@ -104,7 +104,13 @@ impl Http {
             &context,
             &mut opentelemetry_http::HeaderInjector(request.headers_mut()),
         );
+        let started = std::time::Instant::now();
+        let name = match upstream {
+            Upstream::Fingerprint => "fingerprint",
+            Upstream::Stytch => "stytch",
+        };
         let response = self.client.execute(request).await.map_err(|source| {
+            crate::metrics::METRICS.upstream(name, None, started);
             span.record("otel.status_code", "ERROR");
             if source.is_timeout() {
                 Error::Timeout {
@@ -127,7 +133,9 @@ impl Http {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("none")
             .to_owned();
-        let body = self.read_body(upstream, response).await?;
+        let body = self.read_body(upstream, response).await;
+        crate::metrics::METRICS.upstream(name, Some(status.as_u16()), started);
+        let body = body?;
         if status.is_success() {
             // Writes may answer with no body at all.
             if body.iter().all(u8::is_ascii_whitespace) {
