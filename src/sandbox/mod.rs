@@ -1246,6 +1246,14 @@ fn now_rfc3339(offset_minutes: u64) -> String {
     .to_string()
 }
 
+/// The action word a Stytch write request carries under `key`, if it is a valid one.
+fn rule_action(req: &Json, key: &str) -> Option<String> {
+    req.get(key)
+        .and_then(Json::as_str)
+        .filter(|a| matches!(*a, "ALLOW" | "BLOCK" | "CHALLENGE" | "NONE"))
+        .map(str::to_owned)
+}
+
 async fn stytch_set_rule(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -1256,17 +1264,12 @@ async fn stytch_set_rule(
         Err(r) => return r,
     };
     let bad = |t: &str, m: &str| stytch_error(StatusCode::BAD_REQUEST, t, m);
-    let action = req
-        .get("action")
-        .and_then(Json::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    if !matches!(action.as_str(), "ALLOW" | "BLOCK" | "CHALLENGE" | "NONE") {
+    let Some(action) = rule_action(&req, "action") else {
         return bad(
             "invalid_action_for_rules",
             "Invalid action; must be ALLOW, BLOCK, CHALLENGE or NONE.",
         );
-    }
+    };
     let given: Vec<(&str, &str, String)> = RULE_IDENTIFIERS
         .iter()
         .filter_map(|(field, kind)| {
@@ -1336,17 +1339,12 @@ async fn stytch_override(
         .and_then(Json::as_str)
         .unwrap_or_default()
         .to_owned();
-    let action = req
-        .get("override_action")
-        .and_then(Json::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    if !matches!(action.as_str(), "ALLOW" | "BLOCK" | "CHALLENGE" | "NONE") {
+    let Some(action) = rule_action(&req, "override_action") else {
         return bad(
             "invalid_override_action",
             "Invalid override action; must be ALLOW, BLOCK, CHALLENGE or NONE.",
         );
-    }
+    };
     if reason == "RULE_MATCH" {
         return bad(
             "verdict_reason_cannot_be_overridden",
