@@ -3,6 +3,7 @@
 use std::{env, error::Error, path::PathBuf};
 
 const PROTOS: &[&str] = &[
+    "proto/fingerprint/gateway/v1/error_reason.proto",
     "proto/fingerprint/gateway/v1/event.proto",
     "proto/fingerprint/gateway/v1/fingerprint.proto",
     "proto/fingerprint/gateway/v1/stytch.proto",

@@ -23,6 +23,7 @@ use moka::{Expiry, future::Cache as Moka};
 
 use crate::error::{ApiError, Error, Upstream};
 use crate::proto::v1::{Event, GetEventResponse, GetVisitsResponse, SearchEventsResponse};
+use crate::rpc::Rpc;
 
 /// Where an answer came from; sent to callers as the `x-cache` response metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,8 +32,20 @@ pub enum CacheStatus {
     Hit,
     /// Fetched from the upstream by this call.
     Miss,
-    /// The caller asked to skip the cache (`cache-control: no-cache`).
+    /// The caller asked to skip the cache (`cache-control: no-cache` or `no-store`).
     Bypass,
+}
+
+/// How a call may use the cache, from the caller's `cache-control` metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheMode {
+    /// Answer from the cache when possible; keep what is fetched.
+    #[default]
+    Normal,
+    /// `no-cache`: fetch from the upstream, then keep the fresh answer.
+    NoCache,
+    /// `no-store`: fetch from the upstream, and keep nothing.
+    NoStore,
 }
 
 /// Something an answer contains, that a write can change.
@@ -56,8 +69,7 @@ pub trait Tagged {
 /// whole request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
-    upstream: Upstream,
-    rpc: &'static str,
+    rpc: Rpc,
     identity: Arc<str>,
     request: Vec<u8>,
 }
@@ -144,15 +156,9 @@ impl Tagged for crate::proto::v1::ListVerdictReasonsResponse {}
 
 impl Key {
     /// The key of `request` to `rpc` on the upstream known as `identity`.
-    pub fn new(
-        upstream: Upstream,
-        rpc: &'static str,
-        identity: &str,
-        request: &impl prost::Message,
-    ) -> Self {
+    pub fn new(rpc: Rpc, identity: &str, request: &impl prost::Message) -> Self {
         // prost encodes deterministically (fields in order, no maps in requests).
         Self {
-            upstream,
             rpc,
             identity: Arc::from(identity),
             request: request.encode_to_vec(),
@@ -160,8 +166,12 @@ impl Key {
     }
 
     /// The RPC this key belongs to.
-    pub fn rpc(&self) -> &'static str {
+    pub fn rpc(&self) -> Rpc {
         self.rpc
+    }
+
+    fn upstream(&self) -> Option<Upstream> {
+        self.rpc.upstream()
     }
 }
 
@@ -200,29 +210,33 @@ impl Cache {
     }
 
     /// The cached answer for `key`, or the answer of `fetch`, cached for `ttl`
-    /// (NOT_FOUND for `not_found_ttl`). A zero TTL, or `bypass`, skips the lookup.
+    /// (NOT_FOUND for `not_found_ttl`). A zero TTL skips the cache; `mode` says whether
+    /// the caller lets it read or keep the answer.
     pub async fn get_or_fetch<T, F>(
         &self,
         key: Key,
         ttl: Duration,
         not_found_ttl: Duration,
-        bypass: bool,
+        mode: CacheMode,
         fetch: F,
     ) -> Result<(T, CacheStatus), Arc<Error>>
     where
         T: prost::Message + Tagged + Clone + Send + Sync + 'static,
         F: Future<Output = Result<T, Error>>,
     {
-        let Some(cache) = self.inner.as_ref().filter(|_| !ttl.is_zero()) else {
-            let status = if bypass {
-                CacheStatus::Bypass
-            } else {
-                CacheStatus::Miss
-            };
-            return fetch.await.map(|v| (v, status)).map_err(Arc::new);
+        let cache = match self.inner.as_ref().filter(|_| !ttl.is_zero()) {
+            Some(cache) if mode != CacheMode::NoStore => cache,
+            _ => {
+                let status = if mode == CacheMode::Normal {
+                    CacheStatus::Miss
+                } else {
+                    CacheStatus::Bypass
+                };
+                return fetch.await.map(|v| (v, status)).map_err(Arc::new);
+            }
         };
         let key_len = key.request.len() + key.identity.len();
-        let epoch = self.epoch(key.upstream);
+        let epoch = self.epoch(key.upstream().unwrap_or(Upstream::Fingerprint));
         let load = async move {
             let started = epoch.load(Ordering::Acquire);
             let result = fetch.await;
@@ -237,7 +251,7 @@ impl Cache {
                 Err(e) => Err(e),
             }
         };
-        if bypass {
+        if mode == CacheMode::NoCache {
             let entry = load.await.map_err(Arc::new)?;
             if !entry.ttl.is_zero() {
                 cache.insert(key, entry.clone()).await;
@@ -258,12 +272,12 @@ impl Cache {
     pub fn invalidate(
         &self,
         upstream: Upstream,
-        affected: impl Fn(&'static str, &[Tag]) -> bool + Send + Sync + 'static,
+        affected: impl Fn(Rpc, &[Tag]) -> bool + Send + Sync + 'static,
     ) {
         self.epoch(upstream).fetch_add(1, Ordering::AcqRel);
         if let Some(cache) = &self.inner {
             let dropped = cache.invalidate_entries_if(move |k, v| {
-                k.upstream == upstream && affected(k.rpc, &v.tags)
+                k.upstream() == Some(upstream) && affected(k.rpc, &v.tags)
             });
             if let Err(e) = dropped {
                 // Only possible without `support_invalidation_closures`; drop everything then.

@@ -1,12 +1,21 @@
 //! The gateway's errors, and the one place they become gRPC statuses.
+//!
+//! Every status carries a `google.rpc.ErrorInfo` whose `reason` is a value of the
+//! contract's `ErrorReason` and whose `domain` is [`DOMAIN`], whichever upstream and
+//! generation produced the failure; what the upstream said travels in the metadata.
 
 use std::{collections::HashMap, fmt, time::Duration};
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-/// Domain of `ErrorInfo` for errors the gateway raises itself.
-pub const GATEWAY_DOMAIN: &str = "fingerprint-gateway";
+use crate::proto::v1::ErrorReason;
+
+/// `ErrorInfo.domain` of every error the gateway returns.
+pub const DOMAIN: &str = "fingerprint-gateway.internal";
+
+/// Longest prefix of a caller's value quoted back in a message.
+pub const MAX_QUOTED_CHARS: usize = 64;
 
 /// Which upstream an error came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -17,15 +26,28 @@ pub enum Upstream {
     Stytch,
 }
 
+/// What an upstream call was about, so a 404 names the thing that is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    /// One event (GetEvent, UpdateEvent).
+    Event,
+    /// One visitor (GetVisits under v3, DeleteVisitorData).
+    Visitor,
+    /// One Stytch telemetry id.
+    Telemetry,
+    /// A list or a setting: a 404 there means a wrong endpoint.
+    Collection,
+}
+
 /// Everything that can go wrong while answering an RPC.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A request field is invalid; nothing was sent upstream.
     #[error("invalid {field}: {reason}")]
     InvalidArgument {
-        /// The field, as named in the proto.
+        /// The field, as named in the proto (a path for nested fields).
         field: &'static str,
-        /// What is wrong with it.
+        /// What is wrong with it; quotes of the caller's value are bounded (see [`quote`]).
         reason: String,
     },
     /// The request asks for something the configured upstream generation cannot do.
@@ -36,13 +58,21 @@ pub enum Error {
         /// The upstream generation, e.g. "the fingerprint.com v3 API".
         what: &'static str,
     },
-    /// The upstream has no credentials configured.
-    #[error("{upstream} is disabled: {setting} is not set")]
-    Disabled {
-        /// The disabled upstream.
-        upstream: Upstream,
+    /// A setting this call needs is not configured.
+    #[error("{what} is not configured: set {setting}")]
+    NotConfigured {
+        /// What is missing, e.g. "fingerprint.com".
+        what: &'static str,
+        /// The upstream, when the missing setting is an upstream's.
+        upstream: Option<Upstream>,
         /// The missing setting.
         setting: &'static str,
+    },
+    /// The caller's deadline passed before the gateway could finish.
+    #[error("the caller's deadline passed during {during}")]
+    DeadlineExceeded {
+        /// What was under way.
+        during: &'static str,
     },
     /// The upstream answered with an error status and, usually, a JSON error body.
     #[error("{0}")]
@@ -79,15 +109,9 @@ pub enum Error {
         upstream: Upstream,
         /// The HTTP status.
         status: u16,
-        /// The body's content type.
+        /// The body's content type, shortened and scrubbed of secrets.
         content_type: String,
     },
-    /// A sealed client result could not be opened.
-    #[error("{0}")]
-    Sealed(#[from] crate::sealed::SealedError),
-    /// A webhook check was asked for, but no secret is configured.
-    #[error("no webhook secret is configured: set FINGERPRINT_WEBHOOK_SECRETS")]
-    NoWebhookSecrets,
     /// The upstream's JSON answer does not have the expected shape.
     #[error("{upstream} answered with malformed JSON: {detail}")]
     Malformed {
@@ -96,6 +120,41 @@ pub enum Error {
         /// What was wrong.
         detail: String,
     },
+    /// A sealed client result could not be opened.
+    #[error("{0}")]
+    Sealed(#[from] SealedError),
+}
+
+/// Why a sealed client result could not be opened.
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+pub enum SealedError {
+    /// No key is configured.
+    #[error("no sealed-result key is configured: set FINGERPRINT_SEALED_RESULT_KEYS")]
+    NoKeys,
+    /// The input is empty or larger than accepted.
+    #[error("sealed must be 1 byte to 1 MiB")]
+    Size,
+    /// The input does not start with the sealed-result header.
+    #[error("sealed does not start with the sealed-result header 9e85dced")]
+    Header,
+    /// The input is too short to hold a nonce and a tag.
+    #[error("sealed is too short to hold a nonce and an authentication tag")]
+    Truncated,
+    /// No configured key authenticates the input: wrong keys, or altered data.
+    #[error("no configured key decrypts sealed: the keys do not match, or the data was altered")]
+    Decrypt,
+    /// The decrypted payload is not raw DEFLATE data.
+    #[error("the decrypted payload is not valid DEFLATE data")]
+    Compression,
+    /// The payload inflates to more than accepted.
+    #[error("the decrypted payload inflates to more than 8 MiB")]
+    TooLarge,
+    /// The payload is not JSON.
+    #[error("the decrypted payload is not valid JSON")]
+    Json,
+    /// The payload is JSON but not an event.
+    #[error("the decrypted payload is not an event (no event_id or products)")]
+    NotAnEvent,
 }
 
 /// An error answer from an upstream API.
@@ -103,11 +162,14 @@ pub enum Error {
 pub struct ApiError {
     /// The upstream.
     pub upstream: Upstream,
+    /// What the call was about.
+    pub resource: Resource,
     /// HTTP status.
     pub status: u16,
-    /// The upstream's error code (`error.code` for fingerprint.com, `error_type` for Stytch).
+    /// The upstream's error code (`error.code` for fingerprint.com, `error_type` for
+    /// Stytch), shortened and scrubbed of secrets.
     pub code: Option<String>,
-    /// The upstream's message, with any configured secret removed.
+    /// The upstream's message, shortened and scrubbed of secrets.
     pub message: Option<String>,
     /// The upstream's id for the failed call, if it gave one.
     pub request_id: Option<String>,
@@ -115,14 +177,23 @@ pub struct ApiError {
     pub retry_after: Option<Duration>,
 }
 
+/// Quotes a caller's value for a message: at most [`MAX_QUOTED_CHARS`] characters,
+/// then "…", so a status always fits in any client's header limit.
+pub fn quote(value: &str) -> String {
+    match value.char_indices().nth(MAX_QUOTED_CHARS) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => format!("{:?}…", &value[..cut]),
+    }
+}
+
 // === impl Upstream ===
 
 impl Upstream {
-    /// Domain used in `ErrorInfo`.
-    pub fn domain(self) -> &'static str {
+    /// The value of `ErrorInfo.metadata["upstream"]` (and of metric labels).
+    pub fn label(self) -> &'static str {
         match self {
-            Self::Fingerprint => "api.fpjs.io",
-            Self::Stytch => "stytch.com",
+            Self::Fingerprint => "fingerprint",
+            Self::Stytch => "stytch",
         }
     }
 
@@ -161,53 +232,63 @@ impl fmt::Display for ApiError {
     }
 }
 
-/// What a given upstream error means for the caller.
-enum Meaning {
-    BadRequest,
-    Credentials,
-    Misconfigured,
-    NotFound,
-    NotReady,
-    RateLimited,
-    Cancelled,
-    UpstreamDown,
-    UpstreamTimeout,
-    GatewayBug,
-}
-
 impl ApiError {
     /// Whether the upstream said the resource is not ready yet (409 `state_not_ready`).
     pub fn is_not_ready(&self) -> bool {
-        matches!(self.meaning(), Meaning::NotReady)
+        self.classify().1 == ErrorReason::StateNotReady
     }
 
     /// Whether the upstream said the record does not exist.
     pub fn is_not_found(&self) -> bool {
-        matches!(self.meaning(), Meaning::NotFound)
+        self.classify().0 == Code::NotFound
     }
 
-    fn meaning(&self) -> Meaning {
+    /// The status code and reason of this answer. Upstream codes are matched in both
+    /// generations' spellings first; the HTTP status decides the rest.
+    pub fn classify(&self) -> (Code, ErrorReason) {
+        use ErrorReason as R;
         let code = self.code.as_deref().unwrap_or_default();
         match (self.status, code) {
-            (_, "wrong_region" | "WrongRegion") => Meaning::Misconfigured,
-            (_, "subscription_not_active" | "SubscriptionNotActive") => Meaning::Misconfigured,
-            (_, "feature_not_enabled" | "FeatureNotEnabled") => Meaning::Misconfigured,
-            (_, "workspace_scoped_secret_key_required" | "WorkspaceScopedSecretKeyRequired") => {
-                Meaning::Misconfigured
+            (_, "wrong_region" | "WrongRegion") => {
+                (Code::FailedPrecondition, R::UpstreamWrongRegion)
             }
-            (_, "route_not_found") => Meaning::Misconfigured,
-            (_, "state_not_ready" | "StateNotReady") => Meaning::NotReady,
-            (401 | 403, _) => Meaning::Credentials,
-            (400 | 413 | 422, _) => Meaning::BadRequest,
+            (_, "subscription_not_active" | "SubscriptionNotActive") => {
+                (Code::FailedPrecondition, R::UpstreamSubscriptionInactive)
+            }
+            (_, "feature_not_enabled" | "FeatureNotEnabled") => {
+                (Code::FailedPrecondition, R::UpstreamFeatureDisabled)
+            }
+            (_, "route_not_found" | "use_https") => {
+                (Code::FailedPrecondition, R::UpstreamEndpointMisconfigured)
+            }
+            (_, "state_not_ready" | "StateNotReady") => (Code::Unavailable, R::StateNotReady),
+            (_, "ruleset_not_found" | "RulesetNotFound") => {
+                (Code::InvalidArgument, R::RulesetNotFound)
+            }
+            (_, "request_read_timeout" | "RequestReadTimeout") => {
+                (Code::DeadlineExceeded, R::UpstreamTimeout)
+            }
+            (404, "event_not_found" | "RequestNotFound") => (Code::NotFound, R::EventNotFound),
+            (404, "visitor_not_found" | "VisitorNotFound") => (Code::NotFound, R::VisitorNotFound),
+            (404, "telemetry_id_not_found") => (Code::NotFound, R::TelemetryIdNotFound),
+            (401 | 403, _) => (Code::FailedPrecondition, R::UpstreamCredentialsRejected),
+            (400 | 413 | 422, _) => (Code::InvalidArgument, R::InvalidArgument),
             // A 404 without a JSON error code is a wrong base URL, not a missing record.
-            (404, "") => Meaning::Misconfigured,
-            (404, _) => Meaning::NotFound,
-            (409, _) => Meaning::NotReady,
-            (429, _) => Meaning::RateLimited,
-            (499, _) => Meaning::Cancelled,
-            (504, _) => Meaning::UpstreamTimeout,
-            (500..=599, _) => Meaning::UpstreamDown,
-            _ => Meaning::GatewayBug,
+            (404, "") => (Code::FailedPrecondition, R::UpstreamEndpointMisconfigured),
+            (404, _) => match self.resource {
+                Resource::Event => (Code::NotFound, R::EventNotFound),
+                Resource::Visitor => (Code::NotFound, R::VisitorNotFound),
+                Resource::Telemetry => (Code::NotFound, R::TelemetryIdNotFound),
+                Resource::Collection => {
+                    (Code::FailedPrecondition, R::UpstreamEndpointMisconfigured)
+                }
+            },
+            (409, _) => (Code::Unavailable, R::StateNotReady),
+            (429, _) => (Code::ResourceExhausted, R::UpstreamRateLimited),
+            (499, _) => (Code::Cancelled, R::UpstreamCancelled),
+            (504, _) => (Code::DeadlineExceeded, R::UpstreamTimeout),
+            (500..=599, _) => (Code::Unavailable, R::UpstreamUnavailable),
+            _ => (Code::Internal, R::UpstreamUnexpectedStatus),
         }
     }
 }
@@ -228,174 +309,146 @@ impl Error {
         matches!(self, Self::Api(api) if api.is_not_found())
     }
 
+    /// The status code and reason of this error.
+    pub fn classify(&self) -> (Code, ErrorReason) {
+        use ErrorReason as R;
+        match self {
+            Self::InvalidArgument { .. } => (Code::InvalidArgument, R::InvalidArgument),
+            Self::Unsupported { .. } => (Code::FailedPrecondition, R::UnsupportedByUpstream),
+            Self::NotConfigured { .. } => (Code::FailedPrecondition, R::NotConfigured),
+            Self::DeadlineExceeded { .. } => (Code::DeadlineExceeded, R::DeadlineExceeded),
+            Self::Api(api) => api.classify(),
+            Self::Timeout { .. } => (Code::DeadlineExceeded, R::UpstreamTimeout),
+            Self::Connect { .. } => (Code::Unavailable, R::UpstreamUnavailable),
+            Self::TooLarge { .. } => (Code::Internal, R::UpstreamResponseTooLarge),
+            Self::NotJson { status, .. } => {
+                // A proxy or load balancer in front of a failing upstream answers 5xx pages.
+                if (500..=599).contains(status) {
+                    (Code::Unavailable, R::UpstreamUnavailable)
+                } else {
+                    (Code::Internal, R::UpstreamMalformed)
+                }
+            }
+            Self::Malformed { .. } => (Code::Internal, R::UpstreamMalformed),
+            Self::Sealed(e) => match e {
+                SealedError::NoKeys => (Code::FailedPrecondition, R::SealedNoKeys),
+                SealedError::Decrypt => (Code::FailedPrecondition, R::SealedDecryptionFailed),
+                SealedError::Size => (Code::InvalidArgument, R::SealedBadSize),
+                SealedError::Header => (Code::InvalidArgument, R::SealedBadHeader),
+                SealedError::Truncated => (Code::InvalidArgument, R::SealedTruncated),
+                SealedError::Compression => (Code::InvalidArgument, R::SealedBadCompression),
+                SealedError::TooLarge => (Code::InvalidArgument, R::SealedTooLarge),
+                SealedError::Json => (Code::InvalidArgument, R::SealedBadJson),
+                SealedError::NotAnEvent => (Code::InvalidArgument, R::SealedNotAnEvent),
+            },
+        }
+    }
+
+    /// The upstream involved, if any.
+    fn upstream(&self) -> Option<Upstream> {
+        match self {
+            Self::Api(ApiError { upstream, .. })
+            | Self::Timeout { upstream, .. }
+            | Self::Connect { upstream, .. }
+            | Self::TooLarge { upstream, .. }
+            | Self::NotJson { upstream, .. }
+            | Self::Malformed { upstream, .. } => Some(*upstream),
+            Self::NotConfigured { upstream, .. } => *upstream,
+            Self::InvalidArgument { .. }
+            | Self::Unsupported { .. }
+            | Self::DeadlineExceeded { .. }
+            | Self::Sealed(_) => None,
+        }
+    }
+
     /// The gRPC status for this error: the only place errors become statuses.
     ///
     /// Failures that are ours or the upstream's are logged here, once, with their cause
     /// chain; caller mistakes are logged at debug level only.
     pub fn to_status(&self) -> Status {
+        let (code, reason) = self.classify();
         let mut details = ErrorDetails::new();
-        let (code, message) = match self {
+        let mut metadata = HashMap::new();
+        if let Some(upstream) = self.upstream() {
+            metadata.insert("upstream".to_owned(), upstream.label().to_owned());
+        }
+        let message = match self {
             Self::InvalidArgument { field, reason } => {
                 details.add_bad_request_violation(*field, reason.clone());
-                details.set_error_info("INVALID_ARGUMENT", GATEWAY_DOMAIN, HashMap::new());
-                (Code::InvalidArgument, self.to_string())
+                metadata.insert("field".to_owned(), (*field).to_owned());
+                self.to_string()
             }
             Self::Unsupported { field, .. } => {
                 details.add_precondition_failure_violation(
-                    "UNSUPPORTED_BY_UPSTREAM",
+                    reason.as_str_name(),
                     *field,
                     self.to_string(),
                 );
-                details.set_error_info("UNSUPPORTED_BY_UPSTREAM", GATEWAY_DOMAIN, HashMap::new());
-                (Code::FailedPrecondition, self.to_string())
+                metadata.insert("field".to_owned(), (*field).to_owned());
+                self.to_string()
             }
-            Self::Disabled { upstream, setting } => {
-                details.set_error_info(
-                    "UPSTREAM_DISABLED",
-                    GATEWAY_DOMAIN,
-                    HashMap::from([
-                        ("upstream".to_owned(), upstream.to_string()),
-                        ("setting".to_owned(), (*setting).to_owned()),
-                    ]),
-                );
-                (Code::FailedPrecondition, self.to_string())
+            Self::NotConfigured { setting, .. } => {
+                metadata.insert("setting".to_owned(), (*setting).to_owned());
+                self.to_string()
             }
-            Self::Api(api) => return api_status(api, details),
-            Self::Timeout { upstream, .. } => {
-                details.set_error_info("UPSTREAM_TIMEOUT", upstream.domain(), HashMap::new());
-                (Code::DeadlineExceeded, self.to_string())
+            Self::Api(api) => {
+                metadata.insert("http_status".to_owned(), api.status.to_string());
+                if let Some(c) = &api.code {
+                    metadata.insert("upstream_code".to_owned(), c.clone());
+                }
+                if let Some(m) = &api.message {
+                    metadata.insert("upstream_message".to_owned(), m.clone());
+                }
+                if let Some(id) = &api.request_id {
+                    details.set_request_info(id.clone(), "");
+                }
+                // Only a delay the upstream asked for: the gateway invents none.
+                if api.retry_after.is_some() {
+                    details.set_retry_info(api.retry_after);
+                }
+                match reason {
+                    ErrorReason::UpstreamCredentialsRejected => format!(
+                        "{api}; the gateway's credentials were rejected: the operator should check {}",
+                        api.upstream.credential_settings()
+                    ),
+                    ErrorReason::UpstreamWrongRegion
+                    | ErrorReason::UpstreamEndpointMisconfigured => format!(
+                        "{api}; the gateway is misconfigured: the operator should check {}",
+                        api.upstream.credential_settings()
+                    ),
+                    _ => api.to_string(),
+                }
             }
-            Self::Connect { upstream, .. } => {
-                details.set_error_info("UPSTREAM_UNREACHABLE", upstream.domain(), HashMap::new());
-                (Code::Unavailable, self.to_string())
-            }
-            Self::TooLarge { upstream, .. } => {
-                details.set_error_info(
-                    "UPSTREAM_BODY_TOO_LARGE",
-                    upstream.domain(),
-                    HashMap::new(),
-                );
-                (Code::Internal, self.to_string())
-            }
-            Self::NotJson {
-                upstream, status, ..
-            } => {
-                details.set_error_info(
-                    "UPSTREAM_NOT_JSON",
-                    upstream.domain(),
-                    HashMap::from([("http_status".to_owned(), status.to_string())]),
-                );
-                // A proxy or load balancer in front of a failing upstream answers 5xx pages.
-                let code = if (500..=599).contains(status) {
-                    Code::Unavailable
-                } else {
-                    Code::Internal
-                };
-                (code, self.to_string())
+            Self::NotJson { status, .. } => {
+                metadata.insert("http_status".to_owned(), status.to_string());
+                self.to_string()
             }
             Self::Sealed(e) => {
-                use crate::sealed::SealedError as S;
-                let (code, reason) = match e {
-                    S::NoKeys => (Code::FailedPrecondition, "SEALED_NO_KEYS"),
-                    S::Decrypt => (Code::FailedPrecondition, "SEALED_DECRYPTION_FAILED"),
-                    S::Size => (Code::InvalidArgument, "SEALED_SIZE"),
-                    S::Header => (Code::InvalidArgument, "SEALED_BAD_HEADER"),
-                    S::Truncated => (Code::InvalidArgument, "SEALED_TRUNCATED"),
-                    S::Compression => (Code::InvalidArgument, "SEALED_BAD_COMPRESSION"),
-                    S::TooLarge => (Code::InvalidArgument, "SEALED_TOO_LARGE"),
-                    S::Json => (Code::InvalidArgument, "SEALED_BAD_JSON"),
-                    S::NotAnEvent => (Code::InvalidArgument, "SEALED_NOT_AN_EVENT"),
-                };
                 if code == Code::InvalidArgument {
                     details.add_bad_request_violation("sealed", e.to_string());
+                    metadata.insert("field".to_owned(), "sealed".to_owned());
                 }
-                details.set_error_info(reason, GATEWAY_DOMAIN, HashMap::new());
-                (code, self.to_string())
+                self.to_string()
             }
-            Self::NoWebhookSecrets => {
-                details.set_error_info("WEBHOOK_NO_SECRETS", GATEWAY_DOMAIN, HashMap::new());
-                (Code::FailedPrecondition, self.to_string())
-            }
-            Self::Malformed { upstream, .. } => {
-                details.set_error_info("UPSTREAM_MALFORMED", upstream.domain(), HashMap::new());
-                (Code::Internal, self.to_string())
-            }
+            Self::DeadlineExceeded { .. }
+            | Self::Timeout { .. }
+            | Self::Connect { .. }
+            | Self::TooLarge { .. }
+            | Self::Malformed { .. } => self.to_string(),
         };
+        details.set_error_info(reason.as_str_name(), DOMAIN, metadata);
         log(self, code);
         Status::with_error_details(code, message, details)
     }
 }
 
-fn api_status(api: &ApiError, mut details: ErrorDetails) -> Status {
-    let mut metadata = HashMap::from([("http_status".to_owned(), api.status.to_string())]);
-    if let Some(message) = &api.message {
-        metadata.insert("upstream_message".to_owned(), message.clone());
-    }
-    let reason = api
-        .code
-        .clone()
-        .unwrap_or_else(|| format!("HTTP_{}", api.status));
-    details.set_error_info(reason, api.upstream.domain(), metadata);
-    if let Some(id) = &api.request_id {
-        details.set_request_info(id.clone(), "");
-    }
-    let (code, message) = match api.meaning() {
-        Meaning::BadRequest => (Code::InvalidArgument, api.to_string()),
-        Meaning::NotFound => (Code::NotFound, api.to_string()),
-        Meaning::NotReady => {
-            details.set_retry_info(Some(api.retry_after.unwrap_or(Duration::from_secs(1))));
-            (Code::Unavailable, api.to_string())
-        }
-        Meaning::RateLimited => {
-            details.set_retry_info(api.retry_after);
-            (Code::ResourceExhausted, api.to_string())
-        }
-        Meaning::Cancelled => (Code::Cancelled, api.to_string()),
-        Meaning::UpstreamDown => {
-            details.set_retry_info(api.retry_after);
-            (Code::Unavailable, api.to_string())
-        }
-        Meaning::UpstreamTimeout => (Code::DeadlineExceeded, api.to_string()),
-        Meaning::Credentials => (
-            Code::FailedPrecondition,
-            format!(
-                "{api}; the gateway's credentials were rejected: the operator should check {}",
-                api.upstream.credential_settings()
-            ),
-        ),
-        Meaning::Misconfigured => (
-            Code::FailedPrecondition,
-            format!(
-                "{api}; the gateway is misconfigured: the operator should check {}",
-                api.upstream.credential_settings()
-            ),
-        ),
-        Meaning::GatewayBug => (Code::Internal, api.to_string()),
-    };
-    log_api(api, code);
-    Status::with_error_details(code, message, details)
-}
-
 fn log(err: &Error, code: Code) {
-    match code {
-        Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition
-            if matches!(
-                err,
-                Error::InvalidArgument { .. } | Error::Unsupported { .. } | Error::Sealed(_)
-            ) =>
-        {
-            tracing::debug!(error = %err, "rejected request");
+    match (err, code) {
+        (Error::InvalidArgument { .. } | Error::Unsupported { .. } | Error::Sealed(_), _)
+        | (Error::Api(_), Code::InvalidArgument | Code::NotFound) => {
+            tracing::debug!(error = %err, "request refused");
         }
         _ => tracing::warn!(error = %DisplayChain(err), ?code, "request failed"),
-    }
-}
-
-fn log_api(api: &ApiError, code: Code) {
-    match code {
-        Code::InvalidArgument | Code::NotFound => {
-            tracing::debug!(error = %api, "upstream refused request")
-        }
-        _ => tracing::warn!(error = %api, ?code, "upstream error"),
     }
 }
 
@@ -417,5 +470,56 @@ impl fmt::Display for DisplayChain<'_> {
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         err.to_status()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_are_bounded() {
+        assert_eq!(quote("a/b"), "\"a/b\"");
+        let long = "é".repeat(5000);
+        let q = quote(&long);
+        assert!(q.ends_with('…'));
+        assert_eq!(q.chars().filter(|c| *c == 'é').count(), MAX_QUOTED_CHARS);
+    }
+
+    #[test]
+    fn both_generations_spell_one_reason() {
+        let api = |status, code: &str, resource| ApiError {
+            upstream: Upstream::Fingerprint,
+            resource,
+            status,
+            code: Some(code.to_owned()),
+            message: None,
+            request_id: None,
+            retry_after: None,
+        };
+        for (v4, v3) in [
+            ("event_not_found", "RequestNotFound"),
+            ("too_many_requests", "TooManyRequests"),
+            ("secret_api_key_not_found", "TokenNotFound"),
+            ("wrong_region", "WrongRegion"),
+        ] {
+            let status = if v4.contains("found") && !v4.contains("key") {
+                404
+            } else if v4.contains("many") {
+                429
+            } else {
+                403
+            };
+            assert_eq!(
+                api(status, v4, Resource::Event).classify(),
+                api(status, v3, Resource::Event).classify(),
+                "{v4} / {v3}"
+            );
+        }
+        // An unknown 404 code is named after what was asked for.
+        assert_eq!(
+            api(404, "gone", Resource::Visitor).classify(),
+            (Code::NotFound, ErrorReason::VisitorNotFound)
+        );
     }
 }

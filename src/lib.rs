@@ -4,6 +4,7 @@ pub mod convert;
 pub mod error;
 pub mod metrics;
 pub mod proto;
+pub mod rpc;
 pub mod sandbox;
 pub mod sealed;
 pub mod server;

@@ -7,58 +7,22 @@ use aes_gcm::{Aes256Gcm, KeyInit, Nonce, aead::Aead};
 use serde_json::Value as Json;
 
 use crate::config::SealedKey;
-use crate::convert::{event, v3};
-use crate::error::Error;
+use crate::error::SealedError;
 use crate::proto::v1::Event;
 
 /// The header every sealed result starts with.
 pub const HEADER: [u8; 4] = [0x9e, 0x85, 0xdc, 0xed];
-/// Largest sealed input accepted.
+/// Largest sealed input accepted (1 MiB, as `SealedError::Size` says).
 pub const MAX_SEALED_BYTES: usize = 1024 * 1024;
-/// Largest inflated payload accepted (a guard against compression bombs).
+/// Largest inflated payload accepted, a guard against compression bombs (8 MiB, as
+/// `SealedError::TooLarge` says).
 pub const MAX_PLAINTEXT_BYTES: u64 = 8 * 1024 * 1024;
 
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 
-/// Why a sealed result could not be opened.
-#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
-pub enum SealedError {
-    /// No key is configured.
-    #[error("no sealed-result key is configured: set FINGERPRINT_SEALED_RESULT_KEYS")]
-    NoKeys,
-    /// The input is empty or larger than accepted.
-    #[error("sealed must be 1 to {MAX_SEALED_BYTES} bytes")]
-    Size,
-    /// The input does not start with the sealed-result header.
-    #[error("sealed does not start with the sealed-result header 9e85dced")]
-    Header,
-    /// The input is too short to hold a nonce and a tag.
-    #[error("sealed is too short to hold a nonce and an authentication tag")]
-    Truncated,
-    /// No configured key authenticates the input: wrong keys, or altered data.
-    #[error("no configured key decrypts sealed: the keys do not match, or the data was altered")]
-    Decrypt,
-    /// The decrypted payload is not raw DEFLATE data.
-    #[error("the decrypted payload is not valid DEFLATE data")]
-    Compression,
-    /// The payload inflates to more than accepted.
-    #[error("the decrypted payload inflates to more than {MAX_PLAINTEXT_BYTES} bytes")]
-    TooLarge,
-    /// The payload is not JSON.
-    #[error("the decrypted payload is not valid JSON")]
-    Json,
-    /// The payload is JSON but not an event.
-    #[error("the decrypted payload is not an event (no event_id or products)")]
-    NotAnEvent,
-}
-
 /// Opens a sealed result with the first key that authenticates it.
-pub fn unseal(sealed: &[u8], keys: &[SealedKey]) -> Result<Event, Error> {
-    open(sealed, keys).map_err(Error::Sealed)
-}
-
-fn open(sealed: &[u8], keys: &[SealedKey]) -> Result<Event, SealedError> {
+pub fn unseal(sealed: &[u8], keys: &[SealedKey]) -> Result<Event, SealedError> {
     if keys.is_empty() {
         return Err(SealedError::NoKeys);
     }
@@ -81,7 +45,7 @@ fn open(sealed: &[u8], keys: &[SealedKey]) -> Result<Event, SealedError> {
         .ok_or(SealedError::Decrypt)?;
     let plain = inflate(&compressed)?;
     let json: Json = serde_json::from_slice(&plain).map_err(|_| SealedError::Json)?;
-    event_from_json(json).ok_or(SealedError::NotAnEvent)
+    crate::convert::any_event(json).ok_or(SealedError::NotAnEvent)
 }
 
 /// Raw DEFLATE that must end properly (a truncated or corrupt stream is an error,
@@ -120,20 +84,6 @@ fn inflate(input: &[u8]) -> Result<Vec<u8>, SealedError> {
         return Err(SealedError::TooLarge);
     }
     Ok(out)
-}
-
-/// A v4 event, a v3 event (`products`), or a v3 webhook (flat) to `Event`.
-pub fn event_from_json(json: Json) -> Option<Event> {
-    let Json::Object(map) = json else { return None };
-    if map.contains_key("event_id") {
-        Some(event::from_v4(map))
-    } else if map.contains_key("products") {
-        Some(v3::from_event(map))
-    } else if map.contains_key("requestId") {
-        Some(v3::from_webhook(map))
-    } else {
-        None
-    }
 }
 
 #[cfg(test)]

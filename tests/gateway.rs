@@ -9,8 +9,8 @@ use common::{Harness, cache_of, details, no_cache};
 use fingerprint_gateway::{
     config::Generation,
     proto::v1::{
-        Action, BotResult, ExternalMetadata, GetEventRequest, GetVisitsRequest, ListRulesRequest,
-        ListVerdictReasonsRequest, LookupTelemetryRequest, SearchEventsRequest,
+        Action, BotResult, EventFilter, ExternalMetadata, GetEventRequest, GetVisitsRequest,
+        ListRulesRequest, ListVerdictReasonsRequest, LookupTelemetryRequest, SearchEventsRequest,
     },
     sandbox::Scripted,
 };
@@ -125,13 +125,13 @@ async fn get_visits_pages_v4_for_the_caller() {
         .unwrap();
     let r = GetVisitsRequest {
         visitor_id: visitor.clone(),
-        limit: Some(150),
+        page_size: 150,
         ..Default::default()
     };
     let answer = h.fingerprint().get_visits(r).await.unwrap().into_inner();
     assert_eq!(answer.visits.len(), 150);
     assert_eq!(answer.visitor_id, visitor);
-    assert!(!answer.pagination_key.is_empty());
+    assert!(!answer.next_page_token.is_empty());
     let reqs = h.upstream_requests();
     assert_eq!(reqs.len(), 2, "100 + 50");
     assert!(reqs[0].query.contains("limit=100"));
@@ -147,11 +147,11 @@ async fn get_visits_pages_v4_for_the_caller() {
     let mut ids: Vec<&str> = answer.visits.iter().map(|v| v.event_id.as_str()).collect();
     ids.dedup();
     assert_eq!(ids.len(), 150);
-    // The key continues where the answer stopped.
+    // The token continues where the answer stopped.
     let next = GetVisitsRequest {
         visitor_id: visitor,
-        limit: Some(5),
-        pagination_key: answer.pagination_key,
+        page_size: 5,
+        page_token: answer.next_page_token,
         ..Default::default()
     };
     let page2 = h.fingerprint().get_visits(next).await.unwrap().into_inner();
@@ -164,7 +164,7 @@ async fn get_visits_v3_uses_visitors_endpoint() {
     let h = Harness::start_with(Generation::V3, &[]).await;
     let r = GetVisitsRequest {
         visitor_id: "visitorABCDEFGHIJKLMN".into(),
-        limit: Some(3),
+        page_size: 3,
         linked_id: "order-1".into(),
         ..Default::default()
     };
@@ -186,16 +186,20 @@ async fn get_visits_v3_uses_visitors_endpoint() {
 async fn search_events_translates_filters() {
     let h = Harness::start().await;
     let r = SearchEventsRequest {
-        limit: Some(7),
-        visitor_id: "visitorABCDEFGHIJKLMN".into(),
-        bot: "bad".into(),
-        suspect: Some(false),
-        vpn: Some(true),
-        ip_address: "10.0.0.0/24".into(),
-        bot_info_category: vec!["ai_agent".into(), "crawler".into()],
-        start: Some(prost_types::Timestamp {
-            seconds: 1_767_225_600,
-            nanos: 0,
+        page_size: 7,
+        filter: Some(EventFilter {
+            visitor_id: "visitorABCDEFGHIJKLMN".into(),
+            bot: "bad".into(),
+            suspect: Some(false),
+            vpn: Some(true),
+            ip_address: "10.0.0.0/24".into(),
+            bot_info_category: vec!["ai_agent".into(), "ai_crawler".into()],
+            source: vec!["edge".into()],
+            start: Some(prost_types::Timestamp {
+                seconds: 1_767_225_600,
+                nanos: 0,
+            }),
+            ..Default::default()
         }),
         ..Default::default()
     };
@@ -213,7 +217,8 @@ async fn search_events_translates_filters() {
         "vpn=true",
         "ip_address=10.0.0.0%2F24",
         "bot_info_category=ai_agent",
-        "bot_info_category=crawler",
+        "bot_info_category=ai_crawler",
+        "source=edge",
         "start=2026-01-01T00%3A00%3A00Z",
     ] {
         assert!(q.contains(part), "{part} in {q}");
@@ -224,13 +229,31 @@ async fn search_events_translates_filters() {
 #[tokio::test]
 async fn filters_the_generation_lacks_are_failed_precondition() {
     let h = Harness::start_with(Generation::V3, &[]).await;
-    let r = SearchEventsRequest {
-        asn: "64500".into(),
-        ..Default::default()
-    };
-    let err = h.fingerprint().search_events(r).await.unwrap_err();
-    assert_eq!(err.code(), Code::FailedPrecondition);
-    assert!(err.message().contains("asn"), "{}", err.message());
+    for filter in [
+        EventFilter {
+            asn: "64500".into(),
+            ..Default::default()
+        },
+        EventFilter {
+            source: vec!["edge".into()],
+            ..Default::default()
+        },
+    ] {
+        let field = if filter.asn.is_empty() {
+            "source"
+        } else {
+            "asn"
+        };
+        let r = SearchEventsRequest {
+            filter: Some(filter),
+            ..Default::default()
+        };
+        let err = h.fingerprint().search_events(r).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition);
+        assert!(err.message().contains(field), "{}", err.message());
+        let info = details(&err).error_info().cloned().unwrap();
+        assert_eq!(info.reason, "UNSUPPORTED_BY_UPSTREAM");
+    }
     assert!(h.upstream_requests().is_empty());
     h.stop().await;
 }
@@ -263,38 +286,42 @@ async fn hostile_and_malformed_inputs_are_invalid_argument_before_any_upstream_c
     let err = fp
         .get_visits(GetVisitsRequest {
             visitor_id: "v".into(),
-            limit: Some(501),
+            page_size: -1,
             ..Default::default()
         })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("limit"));
+    assert!(err.message().contains("page_size"));
+    let search = |filter: EventFilter| SearchEventsRequest {
+        filter: Some(filter),
+        ..Default::default()
+    };
     let err = fp
-        .search_events(SearchEventsRequest {
-            limit: Some(0),
+        .search_events(search(EventFilter {
+            bot: "two words".into(),
             ..Default::default()
-        })
+        }))
         .await
         .unwrap_err();
-    assert!(err.message().contains("limit"));
+    assert!(err.message().contains("filter.bot"), "{}", err.message());
     let err = fp
-        .search_events(SearchEventsRequest {
-            bot: "evil".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert!(err.message().contains("bot"));
-    let err = fp
-        .search_events(SearchEventsRequest {
+        .search_events(search(EventFilter {
             ip_address: "999.1.1.1".into(),
             ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("filter.ip_address"));
+    let err = fp
+        .search_events(SearchEventsRequest {
+            page_token: "not-a-token".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
-    assert!(err.message().contains("ip_address"));
-    let window = SearchEventsRequest {
+    assert!(err.message().contains("page_token"), "{}", err.message());
+    let window = search(EventFilter {
         start: Some(prost_types::Timestamp {
             seconds: 2_000_000_000,
             nanos: 0,
@@ -304,7 +331,7 @@ async fn hostile_and_malformed_inputs_are_invalid_argument_before_any_upstream_c
             nanos: 0,
         }),
         ..Default::default()
-    };
+    });
     assert_eq!(
         fp.search_events(window).await.unwrap_err().code(),
         Code::InvalidArgument
@@ -333,8 +360,11 @@ async fn not_found_is_not_found_and_briefly_cached() {
     assert_eq!(err.code(), Code::NotFound);
     let d = details(&err);
     let info = d.error_info().unwrap();
-    assert_eq!(info.reason, "event_not_found");
-    assert_eq!(info.domain, "api.fpjs.io");
+    assert_eq!(info.reason, "EVENT_NOT_FOUND");
+    assert_eq!(info.domain, "fingerprint-gateway.internal");
+    assert_eq!(info.metadata["upstream"], "fingerprint");
+    assert_eq!(info.metadata["upstream_code"], "event_not_found");
+    assert_eq!(info.metadata["http_status"], "404");
     let again = fp.get_event(event("notfound-123")).await.unwrap_err();
     assert_eq!(again.code(), Code::NotFound);
     assert_eq!(
@@ -372,7 +402,7 @@ async fn rate_limit_is_resource_exhausted_with_retry_info_and_not_cached() {
             d.retry_info().unwrap().retry_delay,
             Some(Duration::from_secs(7))
         );
-        assert_eq!(d.error_info().unwrap().reason, "too_many_requests");
+        assert_eq!(d.error_info().unwrap().reason, "UPSTREAM_RATE_LIMITED");
     }
     assert_eq!(h.upstream_requests().len(), 2, "errors are not cached");
     h.stop().await;
@@ -398,14 +428,18 @@ async fn upstream_failures_map_to_clear_statuses() {
         fp.get_event(event("e1")).await.unwrap_err().code(),
         Code::Internal
     );
-    // 409 state_not_ready is retryable.
+    // 409 state_not_ready is retryable; the upstream named no delay, so neither do we.
     h.sandbox.control.script(Scripted::json(
         409,
         r#"{"error":{"code":"state_not_ready","message":"not ready"}}"#,
     ));
     let err = fp.get_event(event("e2")).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);
-    assert!(details(&err).retry_info().is_some());
+    assert_eq!(
+        details(&err).error_info().unwrap().reason,
+        "STATE_NOT_READY"
+    );
+    assert!(details(&err).retry_info().is_none());
     // A body over the limit is refused, not buffered.
     h.sandbox.control.script(Scripted::json(
         200,
@@ -467,10 +501,9 @@ async fn rejected_key_is_failed_precondition_and_never_leaks() {
     // And the sandbox's own check: a wrong key is refused the way the real API does.
     let err = h.fingerprint().get_event(event("e")).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
-    assert_eq!(
-        details(&err).error_info().unwrap().reason,
-        "secret_api_key_not_found"
-    );
+    let info = details(&err).error_info().cloned().unwrap();
+    assert_eq!(info.reason, "UPSTREAM_CREDENTIALS_REJECTED");
+    assert_eq!(info.metadata["upstream_code"], "secret_api_key_not_found");
     h.stop().await;
 }
 
@@ -554,31 +587,33 @@ async fn no_cache_metadata_bypasses_the_cache() {
 async fn cache_key_covers_every_field() {
     let h = Harness::start().await;
     let mut fp = h.fingerprint();
-    fp.search_events(SearchEventsRequest {
-        limit: Some(2),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    fp.search_events(SearchEventsRequest {
-        limit: Some(2),
-        reverse: Some(true),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    fp.search_events(SearchEventsRequest {
-        limit: Some(2),
-        reverse: Some(false),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    for reverse in [None, Some(true), Some(false)] {
+        fp.search_events(SearchEventsRequest {
+            page_size: 2,
+            filter: Some(EventFilter {
+                reverse,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
     assert_eq!(
         h.upstream_requests().len(),
         3,
         "absent, true and false are three requests"
     );
+    // 0 is the default size (10): the same page as asking for 10.
+    for page_size in [0, 10] {
+        fp.search_events(SearchEventsRequest {
+            page_size,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(h.upstream_requests().len(), 4, "one entry for one page");
     h.stop().await;
 }
 
@@ -624,32 +659,33 @@ async fn stytch_lookup_rules_and_reasons() {
 
     let page1 = st
         .list_rules(ListRulesRequest {
-            limit: Some(2),
-            cursor: String::new(),
+            page_size: 2,
+            page_token: String::new(),
         })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(page1.rules.len(), 2);
-    assert!(!page1.next_cursor.is_empty());
-    let mut cursor = page1.next_cursor;
+    assert!(!page1.next_page_token.is_empty());
+    let mut token = page1.next_page_token;
     let mut total = 2;
-    while !cursor.is_empty() {
+    while !token.is_empty() {
         let page = st
             .list_rules(ListRulesRequest {
-                limit: Some(2),
-                cursor,
+                page_size: 2,
+                page_token: token,
             })
             .await
             .unwrap()
             .into_inner();
         total += page.rules.len();
-        cursor = page.next_cursor;
+        token = page.next_page_token;
     }
     assert_eq!(total, 5, "null next_cursor ends the list");
     let reasons = st
         .list_verdict_reasons(ListVerdictReasonsRequest {
             overrides_only: true,
+            ..Default::default()
         })
         .await
         .unwrap()

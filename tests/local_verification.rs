@@ -108,7 +108,12 @@ async fn unseal_round_trip_rotation_and_every_failure_is_distinct() {
             Code::InvalidArgument,
             "SEALED_TRUNCATED",
         ),
-        ("empty", Vec::new(), Code::InvalidArgument, "SEALED_SIZE"),
+        (
+            "empty",
+            Vec::new(),
+            Code::InvalidArgument,
+            "SEALED_BAD_SIZE",
+        ),
         (
             "not deflate",
             seal(&OUR_KEY, [3; 12], b"\xff\xff\xff\xff not deflate", false),

@@ -14,9 +14,9 @@ use fingerprint_gateway::{
     config::Generation,
     convert::json::to_struct,
     proto::v1::{
-        Action, DeleteVisitorDataRequest, ExternalMetadata, GetEventRequest, GetVisitsRequest,
-        ListRulesRequest, ListVerdictReasonsRequest, LookupTelemetryRequest, SearchEventsRequest,
-        SetRuleRequest, SetVerdictReasonOverrideRequest, UpdateEventRequest,
+        Action, DeleteVisitorDataRequest, EventFilter, ExternalMetadata, GetEventRequest,
+        GetVisitsRequest, ListRulesRequest, ListVerdictReasonsRequest, LookupTelemetryRequest,
+        SearchEventsRequest, SetRuleRequest, SetVerdictReasonOverrideRequest, UpdateEventRequest,
         set_rule_request::Identifier,
     },
     sandbox::Recorded,
@@ -47,7 +47,14 @@ fn ts(seconds: i64) -> Option<prost_types::Timestamp> {
 
 fn full_search() -> SearchEventsRequest {
     SearchEventsRequest {
-        limit: Some(20),
+        page_size: 20,
+        filter: Some(full_filter()),
+        ..Default::default()
+    }
+}
+
+fn full_filter() -> EventFilter {
+    EventFilter {
         visitor_id: "Ibk1527CUFmcnjLwIs4A9".into(),
         linked_id: "order-77".into(),
         ip_address: "192.0.2.0/24".into(),
@@ -95,7 +102,7 @@ async fn exercise(generation: Generation) -> Vec<Recorded> {
     .unwrap();
     fp.get_visits(GetVisitsRequest {
         visitor_id: "Ibk1527CUFmcnjLwIs4A9".into(),
-        limit: Some(120),
+        page_size: 120,
         linked_id: "order-77".into(),
         end: ts(1_790_000_000),
         ..Default::default()
@@ -110,7 +117,7 @@ async fn exercise(generation: Generation) -> Vec<Recorded> {
         })
         .await
         .unwrap();
-        let v4_only = SearchEventsRequest {
+        let v4_only = EventFilter {
             high_recall_id: "Ibk1527CUFmcnjLwIs4A9".into(),
             asn: "12876".into(),
             url: "https://example.com/login".into(),
@@ -124,17 +131,26 @@ async fn exercise(generation: Generation) -> Vec<Recorded> {
             bot_info_provider: vec!["OpenAI".into()],
             bot_info_name: vec!["ChatGPT-User".into()],
             incremental_identification_status: "completed".into(),
-            total_hits: Some(100),
+            source: vec!["edge".into()],
             tor_node: Some(false),
             simulator: Some(false),
             active_call: Some(false),
             ..Default::default()
         };
-        fp.search_events(v4_only).await.unwrap();
+        fp.search_events(SearchEventsRequest {
+            filter: Some(v4_only),
+            max_total_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     } else {
         fp.search_events(SearchEventsRequest {
-            ip_blocklist: Some(true),
-            datacenter: Some(false),
+            filter: Some(EventFilter {
+                ip_blocklist: Some(true),
+                datacenter: Some(false),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await
@@ -219,20 +235,24 @@ async fn exercise(generation: Generation) -> Vec<Recorded> {
     })
     .await
     .unwrap();
+    let first = st
+        .list_rules(ListRulesRequest {
+            page_size: 2,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!first.next_page_token.is_empty());
     st.list_rules(ListRulesRequest {
-        limit: Some(2),
-        cursor: String::new(),
-    })
-    .await
-    .unwrap();
-    st.list_rules(ListRulesRequest {
-        limit: None,
-        cursor: "sandbox-cursor-2".into(),
+        page_size: 0,
+        page_token: first.next_page_token,
     })
     .await
     .unwrap();
     st.list_verdict_reasons(ListVerdictReasonsRequest {
         overrides_only: true,
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -11,9 +11,10 @@ use fingerprint_gateway::{
     config::Generation,
     convert::json::to_struct,
     proto::v1::{
-        Action, DeleteVisitorDataRequest, GetEventRequest, GetVisitsRequest, ListRulesRequest,
-        ListVerdictReasonsRequest, LookupTelemetryRequest, SearchEventsRequest, SetRuleRequest,
-        SetVerdictReasonOverrideRequest, UpdateEventRequest, set_rule_request::Identifier,
+        Action, DeleteVisitorDataRequest, EventFilter, GetEventRequest, GetVisitsRequest,
+        ListRulesRequest, ListVerdictReasonsRequest, LookupTelemetryRequest, SearchEventsRequest,
+        SetRuleRequest, SetVerdictReasonOverrideRequest, UpdateEventRequest,
+        set_rule_request::Identifier,
     },
     sandbox::Scripted,
 };
@@ -113,14 +114,17 @@ async fn update_drops_every_cached_visit_and_search_list() {
     let visitor = "visitorUPDATEDxxxxxxx";
     let visits = GetVisitsRequest {
         visitor_id: visitor.into(),
-        limit: Some(3),
+        page_size: 3,
         ..Default::default()
     };
     let listed = fp.get_visits(visits.clone()).await.unwrap().into_inner();
     let target = listed.visits[1].event_id.clone();
     let search = SearchEventsRequest {
-        visitor_id: visitor.into(),
-        limit: Some(3),
+        filter: Some(EventFilter {
+            visitor_id: visitor.into(),
+            ..Default::default()
+        }),
+        page_size: 3,
         ..Default::default()
     };
     fp.search_events(search.clone()).await.unwrap();
@@ -308,10 +312,9 @@ async fn upstream_rejections_of_writes_map_cleanly() {
     ));
     let err = fp.update_event(upd()).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert_eq!(
-        details(&err).error_info().unwrap().reason,
-        "request_cannot_be_parsed"
-    );
+    let info = details(&err).error_info().cloned().unwrap();
+    assert_eq!(info.reason, "INVALID_ARGUMENT");
+    assert_eq!(info.metadata["upstream_code"], "request_cannot_be_parsed");
     h.sandbox.control.script(
         Scripted::json(
             429,
@@ -345,7 +348,7 @@ async fn delete_visitor_drops_everything_cached_for_them() {
         let visitor = "visitorDELETEDxxxxxxx";
         let visits = GetVisitsRequest {
             visitor_id: visitor.into(),
-            limit: Some(2),
+            page_size: 2,
             ..Default::default()
         };
         let listed = fp.get_visits(visits.clone()).await.unwrap().into_inner();
@@ -431,7 +434,7 @@ async fn set_rule_changes_the_next_lookup_and_the_rules_list() {
     assert_ne!(first.verdict.as_ref().unwrap().action, Action::Block as i32);
     let rules_before = st
         .list_rules(ListRulesRequest {
-            limit: Some(100),
+            page_size: 100,
             ..Default::default()
         })
         .await
@@ -480,7 +483,7 @@ async fn set_rule_changes_the_next_lookup_and_the_rules_list() {
     assert_eq!(verdict.rule_match_type.as_deref(), Some("VISITOR_ID"));
     let rules_after = st
         .list_rules(ListRulesRequest {
-            limit: Some(100),
+            page_size: 100,
             ..Default::default()
         })
         .await
@@ -527,6 +530,7 @@ async fn verdict_reason_override_changes_verdicts_and_the_list() {
     );
     st.list_verdict_reasons(ListVerdictReasonsRequest {
         overrides_only: true,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -559,6 +563,7 @@ async fn verdict_reason_override_changes_verdicts_and_the_list() {
     let listed = st
         .list_verdict_reasons(ListVerdictReasonsRequest {
             overrides_only: true,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -669,10 +674,9 @@ async fn stytch_write_validation_mirrors_the_upstream_before_any_call() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert_eq!(
-        details(&err).error_info().unwrap().reason,
-        "cidr_block_invalid_prefix"
-    );
+    let info = details(&err).error_info().cloned().unwrap();
+    assert_eq!(info.reason, "INVALID_ARGUMENT");
+    assert_eq!(info.metadata["upstream_code"], "cidr_block_invalid_prefix");
     assert_eq!(details(&err).request_info().unwrap().request_id, "req-1");
     h.stop().await;
 }

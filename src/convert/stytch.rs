@@ -109,7 +109,8 @@ pub fn parse_action(raw: &str) -> Action {
     }
 }
 
-/// `POST /v1/rules/list` 200 body.
+/// `POST /v1/rules/list` 200 body. `next_page_token` holds Stytch's raw `next_cursor`,
+/// for the service to wrap.
 pub fn rules(map: Map<String, Json>) -> ListRulesResponse {
     let mut o = Obj::new(map);
     drop_envelope(&mut o);
@@ -117,7 +118,7 @@ pub fn rules(map: Map<String, Json>) -> ListRulesResponse {
         request_id: o.str("request_id").unwrap_or_default(),
         rules: o.objs("rules", rule),
         // Cursors arrive as null, "" or absent on the last page; all mean "no more".
-        next_cursor: o.str("next_cursor").unwrap_or_default(),
+        next_page_token: o.str("next_cursor").unwrap_or_default(),
         unmapped: None,
     };
     out.unmapped = o.finish_struct();
@@ -157,6 +158,7 @@ pub fn verdict_reasons(map: Map<String, Json>) -> ListVerdictReasonsResponse {
     let mut out = ListVerdictReasonsResponse {
         request_id: o.str("request_id").unwrap_or_default(),
         verdict_reason_actions: o.objs("verdict_reason_actions", reason_action),
+        next_page_token: String::new(),
         unmapped: None,
     };
     out.unmapped = o.finish_struct();
@@ -219,17 +221,10 @@ pub fn verdict_reason_override(map: Map<String, Json>) -> SetVerdictReasonOverri
     let mut o = Obj::new(map);
     drop_envelope(&mut o);
     let request_id = o.str("request_id").unwrap_or_default();
-    let mut action = o.obj("verdict_reason_action", reason_action);
-    let left = o.finish_struct();
-    if let (Some(a), Some(left)) = (action.as_mut(), left) {
-        // Members beside the reason action have nowhere else to go.
-        a.unmapped
-            .get_or_insert_with(Default::default)
-            .fields
-            .extend(left.fields);
-    }
+    let verdict_reason_action = o.obj("verdict_reason_action", reason_action);
     SetVerdictReasonOverrideResponse {
         request_id,
-        verdict_reason_action: action,
+        verdict_reason_action,
+        unmapped: o.finish_struct(),
     }
 }

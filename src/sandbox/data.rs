@@ -300,8 +300,19 @@ pub fn visit_id(visitor_id: &str, n: u64) -> String {
     format!("{ms}.{}", Dice::new(&format!("{visitor_id}#{n}")).token(6))
 }
 
-/// How many events a visitor has in the sandbox (between 3 and 240).
+/// Most visits a `many<N>` visitor can have.
+pub const MAX_VISITS: u64 = 100_000;
+
+/// How many events a visitor has in the sandbox: `N` (at most [`MAX_VISITS`]) for a
+/// visitor id starting with `many<N>` (`many1500`, `many250-abc`), otherwise between 3
+/// and 240.
 pub fn visit_count(visitor_id: &str) -> u64 {
+    if let Some(rest) = visitor_id.strip_prefix("many") {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if let Ok(n) = digits.parse::<u64>() {
+            return n.min(MAX_VISITS);
+        }
+    }
     3 + Dice::new(&format!("count:{visitor_id}")).below(238)
 }
 

@@ -563,6 +563,8 @@ struct Search {
     linked_id: Option<String>,
     suspect: Option<bool>,
     reverse: bool,
+    /// `source=edge`: Automation Intelligence events only.
+    edge: bool,
 }
 
 fn parse_search(
@@ -607,6 +609,18 @@ fn parse_search(
             Some(_) => Err(bad("request_cannot_be_parsed", &format!("invalid {k}"))),
         }
     };
+    // Closed vocabularies are refused the way the real APIs refuse them: a 400 naming
+    // the parameter.
+    for (name, allowed) in vocabularies(generation) {
+        for (_, value) in params.iter().filter(|(k, _)| k == name) {
+            if !allowed.contains(&value.as_str()) {
+                return Err(bad(
+                    "request_cannot_be_parsed",
+                    &format!("invalid {}", name.replace('_', " ")),
+                ));
+            }
+        }
+    }
     Ok(Search {
         limit,
         offset,
@@ -614,7 +628,77 @@ fn parse_search(
         linked_id: get("linked_id"),
         suspect: flag("suspect")?,
         reverse: flag("reverse")?.unwrap_or(false),
+        edge: get("source").as_deref() == Some("edge"),
     })
+}
+
+/// The closed vocabularies of search parameters, as each generation documents them.
+fn vocabularies(generation: Gen) -> Vec<(&'static str, &'static [&'static str])> {
+    let mut v: Vec<(&'static str, &'static [&'static str])> = vec![
+        ("bot", &["all", "good", "bad", "none"]),
+        ("vpn_confidence", &["high", "medium", "low"]),
+        (
+            "rare_device_percentile_bucket",
+            &[
+                "<p95",
+                "p95-p99",
+                "p99-p99.5",
+                "p99.5-p99.9",
+                "p99.9+",
+                "not_seen",
+            ],
+        ),
+        ("sdk_platform", &["js", "android", "ios"]),
+    ];
+    if matches!(generation, Gen::V4) {
+        v.extend::<[(&'static str, &'static [&'static str]); 6]>([
+            ("bot_info", &["all", "none"]),
+            (
+                "bot_info_category",
+                &[
+                    "advertising_and_marketing",
+                    "aggregator",
+                    "ai_agent",
+                    "ai_assistant",
+                    "ai_browser",
+                    "ai_crawler",
+                    "ai_search",
+                    "browser_automation",
+                    "ecommerce",
+                    "monitoring_and_analytics",
+                    "other",
+                    "scraping",
+                    "security",
+                    "search_engine_crawler",
+                    "search_engine_optimization",
+                    "unknown",
+                ],
+            ),
+            (
+                "bot_info_identity",
+                &["verified", "signed", "spoofed", "unknown"],
+            ),
+            ("bot_info_confidence", &["low", "medium", "high"]),
+            (
+                "incremental_identification_status",
+                &["partially_completed", "completed"],
+            ),
+            ("source", &["edge"]),
+        ]);
+    }
+    v
+}
+
+/// What makes one search the same search on every page: its parameters without the
+/// page size and position.
+fn search_seed(params: &[(String, String)]) -> String {
+    let mut kept: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "limit" | "pagination_key" | "paginationKey"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    kept.sort();
+    kept.join("&")
 }
 
 /// The events a search finds: a visitor's visits, or events seeded by the filters.
@@ -647,6 +731,9 @@ fn find(state: &AppState, search: &Search, query_seed: &str) -> (Vec<Json>, Opti
         if let Some(s) = search.suspect {
             event["suspect"] = json!(s);
         }
+        if search.edge {
+            event["source"] = json!("edge");
+        }
         events.push(event);
     }
     let next = (end < total).then(|| format!("sandbox-page-{end}"));
@@ -656,7 +743,6 @@ fn find(state: &AppState, search: &Search, query_seed: &str) -> (Vec<Json>, Opti
 async fn v4_search(
     State(state): State<AppState>,
     headers: HeaderMap,
-    uri: Uri,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
     if let Err(r) = fp_auth(&state, &headers, Gen::V4) {
@@ -671,7 +757,7 @@ async fn v4_search(
     {
         return r;
     }
-    let (events, next) = find(&state, &search, uri.query().unwrap_or_default());
+    let (events, next) = find(&state, &search, &search_seed(&params));
     let mut body = json!({"events": events});
     if let Some(key) = next {
         body["pagination_key"] = json!(key);
@@ -685,7 +771,6 @@ async fn v4_search(
 async fn v3_search(
     State(state): State<AppState>,
     headers: HeaderMap,
-    uri: Uri,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
     if let Err(r) = fp_auth(&state, &headers, Gen::V3) {
@@ -709,7 +794,7 @@ async fn v3_search(
     {
         return r;
     }
-    let (events, next) = find(&state, &search, uri.query().unwrap_or_default());
+    let (events, next) = find(&state, &search, &search_seed(&params));
     let mut body = json!({"events": events.iter().map(data::event_v3).collect::<Vec<_>>()});
     if let Some(key) = next {
         body["paginationKey"] = json!(key);

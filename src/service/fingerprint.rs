@@ -1,30 +1,42 @@
 //! `FingerprintService`: thin handlers over the fingerprint.com client.
 
 use std::{
+    collections::VecDeque,
+    pin::Pin,
     sync::Arc,
     time::{Duration, Instant},
 };
 
+use futures_util::Stream;
 use tonic::{Request, Response, Status};
 
-use super::{deadline, read_through, validate, wants_bypass};
+use super::page::{self, Binding};
+use super::{cache_mode, deadline, read_through, validate};
 use crate::cache::{Cache, Key, Tag};
 use crate::config::{CacheConfig, Generation, SealedKey, Secret};
-use crate::convert::json::struct_to_json;
+use crate::convert::{self, json::struct_to_json, list::EventPage};
 use crate::error::{Error, Upstream};
 use crate::proto::v1::{
-    DeleteVisitorDataRequest, DeleteVisitorDataResponse, GetEventRequest, GetEventResponse,
-    GetVisitsRequest, GetVisitsResponse, SearchEventsRequest, SearchEventsResponse,
-    UnsealEventRequest, UnsealEventResponse, UpdateEventRequest, UpdateEventResponse,
-    VerifyWebhookSignatureRequest, VerifyWebhookSignatureResponse,
-    fingerprint_service_server::FingerprintService,
+    DeleteVisitorDataRequest, DeleteVisitorDataResponse, EventFilter, GetEventRequest,
+    GetEventResponse, GetVisitsRequest, GetVisitsResponse, SearchEventsRequest,
+    SearchEventsResponse, StreamEventsRequest, StreamEventsResponse, UnsealEventRequest,
+    UnsealEventResponse, UpdateEventRequest, UpdateEventResponse, VerifyWebhookSignatureRequest,
+    VerifyWebhookSignatureResponse, fingerprint_service_server::FingerprintService,
 };
-use crate::upstream::fingerprint::FingerprintClient;
+use crate::rpc::Rpc;
+use crate::upstream::fingerprint::{FingerprintClient, V4_PAGE_MAX};
 
-/// Largest `GetVisitsRequest.limit` (v3's largest page; under v4 the gateway pages).
-pub const MAX_VISITS_LIMIT: u32 = 500;
-/// Largest `SearchEventsRequest.limit` (both generations' largest page).
-pub const MAX_SEARCH_LIMIT: u32 = 100;
+/// Default and largest `GetVisitsRequest.page_size` (v3's default and largest page;
+/// under v4 the gateway fetches several upstream pages).
+pub const VISITS_PAGE: (u32, u32) = (100, 500);
+/// Default and largest `SearchEventsRequest.page_size` (both generations' own).
+pub const SEARCH_PAGE: (u32, u32) = (10, 100);
+/// Largest `SearchEventsRequest.max_total_size` (v4 `total_hits`).
+pub const MAX_TOTAL_SIZE: u32 = 1000;
+/// Upstream page size StreamEvents uses: the largest both generations allow.
+pub const STREAM_PAGE: u32 = 100;
+/// How often StreamEvents waits out an upstream 429 on one page before giving up.
+pub const STREAM_RATE_LIMIT_RETRIES: u32 = 5;
 
 /// Longest `UpdateEventRequest.tags`, as JSON.
 pub const MAX_TAGS_BYTES: usize = 16 * 1024;
@@ -41,6 +53,27 @@ pub struct FingerprintApi {
     ttl: CacheConfig,
     sealed_keys: Arc<[SealedKey]>,
     webhook_secrets: Arc<[Secret]>,
+}
+
+/// The answer stream of StreamEvents.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<StreamEventsResponse, Status>> + Send>>;
+
+/// Where a StreamEvents call is: the page in hand, and how to get the next.
+struct StreamState {
+    client: Arc<FingerprintClient>,
+    filter: EventFilter,
+    binding: Binding,
+    /// The upstream key of the next page; empty once the last page was fetched.
+    next_key: String,
+    fetched_any: bool,
+    /// The events of the current page not sent yet (at most one upstream page).
+    buffer: VecDeque<crate::proto::v1::Event>,
+    /// Envelope leftovers of the current page, sent with its first event.
+    unmapped: Option<prost_types::Struct>,
+    sent: u64,
+    max: u64,
+    deadline: Option<Instant>,
+    done: bool,
 }
 
 // === impl FingerprintApi ===
@@ -64,8 +97,9 @@ impl FingerprintApi {
     }
 
     fn client(&self) -> Result<&Arc<FingerprintClient>, Error> {
-        self.client.as_ref().ok_or(Error::Disabled {
-            upstream: Upstream::Fingerprint,
+        self.client.as_ref().ok_or(Error::NotConfigured {
+            what: "fingerprint.com",
+            upstream: Some(Upstream::Fingerprint),
             setting: "FINGERPRINT_SECRET_API_KEY",
         })
     }
@@ -81,103 +115,101 @@ fn unsupported(field: &'static str, generation: Generation) -> Error {
     }
 }
 
-fn check_search(r: &SearchEventsRequest, generation: Generation) -> Result<(), Error> {
-    validate::limit("limit", r.limit, MAX_SEARCH_LIMIT)?;
-    validate::text("pagination_key", &r.pagination_key)?;
-    validate::window(r.start.as_ref(), r.end.as_ref())?;
+/// Checks a filter: strict where a value shapes the URL, open where the upstream owns
+/// the vocabulary (an unknown word goes upstream, whose 400 says what is wrong).
+fn check_filter(f: &EventFilter, generation: Generation) -> Result<(), Error> {
+    validate::window(
+        ("filter.start", "filter.end"),
+        f.start.as_ref(),
+        f.end.as_ref(),
+    )?;
     for (field, value) in [
-        ("visitor_id", &r.visitor_id),
-        ("high_recall_id", &r.high_recall_id),
-        ("proximity_id", &r.proximity_id),
+        ("filter.visitor_id", &f.visitor_id),
+        ("filter.high_recall_id", &f.high_recall_id),
+        ("filter.proximity_id", &f.proximity_id),
     ] {
         validate::optional_id(field, value)?;
     }
     for (field, value) in [
-        ("linked_id", &r.linked_id),
-        ("url", &r.url),
-        ("bundle_id", &r.bundle_id),
-        ("package_name", &r.package_name),
-        ("origin", &r.origin),
-        ("sdk_version", &r.sdk_version),
+        ("filter.linked_id", &f.linked_id),
+        ("filter.url", &f.url),
+        ("filter.bundle_id", &f.bundle_id),
+        ("filter.package_name", &f.package_name),
+        ("filter.origin", &f.origin),
+        ("filter.sdk_version", &f.sdk_version),
     ] {
         validate::text(field, value)?;
     }
-    validate::ip_or_cidr("ip_address", &r.ip_address)?;
-    validate::digits("asn", &r.asn)?;
-    validate::one_of("bot", &r.bot, &["all", "good", "bad", "none"])?;
-    validate::one_of("bot_info", &r.bot_info, &["all", "none"])?;
-    validate::one_of(
-        "vpn_confidence",
-        &r.vpn_confidence,
-        &["high", "medium", "low"],
-    )?;
-    validate::one_of(
-        "rare_device_percentile_bucket",
-        &r.rare_device_percentile_bucket,
-        &[
-            "<p95",
-            "p95-p99",
-            "p99-p99.5",
-            "p99.5-p99.9",
-            "p99.9+",
-            "not_seen",
-        ],
-    )?;
-    validate::one_of("sdk_platform", &r.sdk_platform, &["js", "android", "ios"])?;
-    validate::one_of(
-        "incremental_identification_status",
-        &r.incremental_identification_status,
-        &["partially_completed", "completed"],
-    )?;
+    validate::ip_or_cidr("filter.ip_address", &f.ip_address)?;
+    validate::digits("filter.asn", &f.asn)?;
+    for (field, value) in [
+        ("filter.bot", &f.bot),
+        ("filter.bot_info", &f.bot_info),
+        ("filter.vpn_confidence", &f.vpn_confidence),
+        (
+            "filter.rare_device_percentile_bucket",
+            &f.rare_device_percentile_bucket,
+        ),
+        ("filter.sdk_platform", &f.sdk_platform),
+        (
+            "filter.incremental_identification_status",
+            &f.incremental_identification_status,
+        ),
+    ] {
+        validate::word(field, value)?;
+    }
     for (field, values) in [
-        ("bot_info_category", &r.bot_info_category),
-        ("bot_info_identity", &r.bot_info_identity),
-        ("bot_info_confidence", &r.bot_info_confidence),
-        ("bot_info_provider", &r.bot_info_provider),
-        ("bot_info_name", &r.bot_info_name),
-        ("environment", &r.environment),
+        ("filter.bot_info_category", &f.bot_info_category),
+        ("filter.bot_info_identity", &f.bot_info_identity),
+        ("filter.bot_info_confidence", &f.bot_info_confidence),
+        ("filter.source", &f.source),
+    ] {
+        validate::words(field, values)?;
+    }
+    for (field, values) in [
+        ("filter.bot_info_provider", &f.bot_info_provider),
+        ("filter.bot_info_name", &f.bot_info_name),
+        ("filter.environment", &f.environment),
     ] {
         validate::tokens(field, values)?;
     }
-    if let Some(score) = r.min_suspect_score
+    if let Some(score) = f.min_suspect_score
         && (!score.is_finite() || score < 0.0)
     {
         return Err(Error::invalid(
-            "min_suspect_score",
+            "filter.min_suspect_score",
             "must be a finite number >= 0",
         ));
     }
-    if let Some(total) = r.total_hits {
-        validate::limit("total_hits", Some(total), 1000)?;
-    }
     // Filters one generation has and the other lacks fail clearly instead of being ignored.
-    let v4_only: [(&'static str, bool); 16] = [
-        ("high_recall_id", !r.high_recall_id.is_empty()),
-        ("asn", !r.asn.is_empty()),
-        ("url", !r.url.is_empty()),
-        ("bundle_id", !r.bundle_id.is_empty()),
-        ("package_name", !r.package_name.is_empty()),
-        ("origin", !r.origin.is_empty()),
-        ("bot_info", !r.bot_info.is_empty()),
-        ("bot_info_category", !r.bot_info_category.is_empty()),
-        ("bot_info_identity", !r.bot_info_identity.is_empty()),
-        ("bot_info_confidence", !r.bot_info_confidence.is_empty()),
-        ("bot_info_provider", !r.bot_info_provider.is_empty()),
-        ("bot_info_name", !r.bot_info_name.is_empty()),
+    let v4_only: [(&'static str, bool); 17] = [
+        ("filter.high_recall_id", !f.high_recall_id.is_empty()),
+        ("filter.asn", !f.asn.is_empty()),
+        ("filter.url", !f.url.is_empty()),
+        ("filter.bundle_id", !f.bundle_id.is_empty()),
+        ("filter.package_name", !f.package_name.is_empty()),
+        ("filter.origin", !f.origin.is_empty()),
+        ("filter.bot_info", !f.bot_info.is_empty()),
+        ("filter.bot_info_category", !f.bot_info_category.is_empty()),
+        ("filter.bot_info_identity", !f.bot_info_identity.is_empty()),
         (
-            "incremental_identification_status",
-            !r.incremental_identification_status.is_empty(),
+            "filter.bot_info_confidence",
+            !f.bot_info_confidence.is_empty(),
         ),
-        ("total_hits", r.total_hits.is_some()),
-        ("tor_node", r.tor_node.is_some()),
+        ("filter.bot_info_provider", !f.bot_info_provider.is_empty()),
+        ("filter.bot_info_name", !f.bot_info_name.is_empty()),
         (
-            "simulator",
-            r.simulator.is_some() || r.active_call.is_some(),
+            "filter.incremental_identification_status",
+            !f.incremental_identification_status.is_empty(),
         ),
+        ("filter.source", !f.source.is_empty()),
+        ("filter.tor_node", f.tor_node.is_some()),
+        ("filter.simulator", f.simulator.is_some()),
+        ("filter.active_call", f.active_call.is_some()),
     ];
     let v3_only = [
-        ("ip_blocklist", r.ip_blocklist.is_some()),
-        ("datacenter", r.datacenter.is_some()),
+        ("filter.ip_blocklist", f.ip_blocklist.is_some()),
+        ("filter.datacenter", f.datacenter.is_some()),
     ];
     let lacking: &[(&'static str, bool)] = match generation {
         Generation::V3 => &v4_only,
@@ -189,31 +221,69 @@ fn check_search(r: &SearchEventsRequest, generation: Generation) -> Result<(), E
     Ok(())
 }
 
+/// Reads pages of a v4 visitor search until `size` visits arrived or the upstream has
+/// no more, starting after `key`. The last upstream page asked for exactly what was
+/// still missing, so its key resumes right after the last visit returned.
+async fn visits_v4(
+    client: &FingerprintClient,
+    filter: &EventFilter,
+    size: u32,
+    mut key: String,
+) -> Result<EventPage, Error> {
+    let mut out = EventPage::default();
+    loop {
+        let missing = size.saturating_sub(u32::try_from(out.events.len()).unwrap_or(u32::MAX));
+        let ask = missing.min(V4_PAGE_MAX);
+        let body = client.search(filter, ask, &key, None).await?;
+        let page = convert::list::search_page(Generation::V4, body);
+        let got = page.events.len();
+        out.events.extend(page.events);
+        out.unmapped.extend(page.unmapped);
+        key = page.next_key;
+        // Stop on the last page, when enough arrived, or on a short page.
+        if key.is_empty() || got == 0 || u32::try_from(got).unwrap_or(u32::MAX) < ask {
+            break;
+        }
+        if u32::try_from(out.events.len()).unwrap_or(u32::MAX) >= size {
+            break;
+        }
+    }
+    out.next_key = key;
+    Ok(out)
+}
+
+fn unmapped(map: serde_json::Map<String, serde_json::Value>) -> Option<prost_types::Struct> {
+    (!map.is_empty()).then(|| convert::json::to_struct(map))
+}
+
 #[tonic::async_trait]
 impl FingerprintService for FingerprintApi {
     async fn get_event(
         &self,
         request: Request<GetEventRequest>,
     ) -> Result<Response<GetEventResponse>, Status> {
-        let bypass = wants_bypass(&request);
+        let mode = cache_mode(&request);
         let req = request.into_inner();
         validate::id("event_id", &req.event_id)?;
         validate::optional_id("ruleset_id", &req.ruleset_id)?;
         let client = self.client()?;
-        if !req.ruleset_id.is_empty() && client.generation() == Generation::V3 {
+        let generation = client.generation();
+        if !req.ruleset_id.is_empty() && generation == Generation::V3 {
             return Err(unsupported("ruleset_id", Generation::V3).into());
         }
-        let key = Key::new(Upstream::Fingerprint, "GetEvent", client.identity(), &req);
+        let key = Key::new(Rpc::GetEvent, client.identity(), &req);
         let fetch = async {
-            let event = client.get_event(&req.event_id, &req.ruleset_id).await?;
-            Ok(GetEventResponse { event: Some(event) })
+            let body = client.get_event(&req.event_id, &req.ruleset_id).await?;
+            Ok(GetEventResponse {
+                event: Some(convert::event(generation, body)),
+            })
         };
         read_through(
             &self.cache,
             key,
             self.ttl.get_event,
             self.ttl.not_found,
-            bypass,
+            mode,
             fetch,
         )
         .await
@@ -223,25 +293,70 @@ impl FingerprintService for FingerprintApi {
         &self,
         request: Request<GetVisitsRequest>,
     ) -> Result<Response<GetVisitsResponse>, Status> {
-        let bypass = wants_bypass(&request);
-        let req = request.into_inner();
+        let mode = cache_mode(&request);
+        let mut req = request.into_inner();
         validate::id("visitor_id", &req.visitor_id)?;
-        validate::limit("limit", req.limit, MAX_VISITS_LIMIT)?;
+        let size = page::size("page_size", req.page_size, VISITS_PAGE.0, VISITS_PAGE.1)?;
         validate::text("linked_id", &req.linked_id)?;
-        validate::text("pagination_key", &req.pagination_key)?;
-        validate::window(req.start.as_ref(), req.end.as_ref())?;
+        validate::window(("start", "end"), req.start.as_ref(), req.end.as_ref())?;
         let client = self.client()?;
-        if req.start.is_some() && client.generation() == Generation::V3 {
+        let generation = client.generation();
+        if req.start.is_some() && generation == Generation::V3 {
             return Err(unsupported("start", Generation::V3).into());
         }
-        let key = Key::new(Upstream::Fingerprint, "GetVisits", client.identity(), &req);
+        let binding = Binding::new(
+            Rpc::GetVisits,
+            client.identity(),
+            &GetVisitsRequest {
+                page_size: 0,
+                page_token: String::new(),
+                ..req.clone()
+            },
+        );
+        let upstream_key = binding.unwrap("page_token", &req.page_token)?;
+        // One cache entry per effective page, whatever size spelled it.
+        req.page_size = i32::try_from(size).unwrap_or(i32::MAX);
+        let key = Key::new(Rpc::GetVisits, client.identity(), &req);
+        let fetch = async {
+            let (visitor_id, page) = match generation {
+                Generation::V4 => {
+                    let filter = EventFilter {
+                        visitor_id: req.visitor_id.clone(),
+                        linked_id: req.linked_id.clone(),
+                        start: req.start,
+                        end: req.end,
+                        ..EventFilter::default()
+                    };
+                    let page = visits_v4(client, &filter, size, upstream_key).await?;
+                    (req.visitor_id.clone(), page)
+                }
+                Generation::V3 => {
+                    let body = client
+                        .visits_v3(
+                            &req.visitor_id,
+                            &req.linked_id,
+                            size,
+                            &upstream_key,
+                            req.end.as_ref(),
+                        )
+                        .await?;
+                    convert::list::visits_page_v3(body, &req.visitor_id)
+                }
+            };
+            Ok(GetVisitsResponse {
+                visitor_id,
+                visits: page.events,
+                next_page_token: binding.wrap(&page.next_key),
+                unmapped: unmapped(page.unmapped),
+            })
+        };
         read_through(
             &self.cache,
             key,
             self.ttl.get_visits,
             self.ttl.not_found,
-            bypass,
-            client.visits(&req),
+            mode,
+            fetch,
         )
         .await
     }
@@ -250,25 +365,106 @@ impl FingerprintService for FingerprintApi {
         &self,
         request: Request<SearchEventsRequest>,
     ) -> Result<Response<SearchEventsResponse>, Status> {
-        let bypass = wants_bypass(&request);
-        let req = request.into_inner();
+        let mode = cache_mode(&request);
+        let mut req = request.into_inner();
         let client = self.client()?;
-        check_search(&req, client.generation())?;
-        let key = Key::new(
-            Upstream::Fingerprint,
-            "SearchEvents",
+        let generation = client.generation();
+        let filter = req.filter.clone().unwrap_or_default();
+        check_filter(&filter, generation)?;
+        let size = page::size("page_size", req.page_size, SEARCH_PAGE.0, SEARCH_PAGE.1)?;
+        let total = match u32::try_from(req.max_total_size) {
+            Err(_) => {
+                return Err(Error::invalid(
+                    "max_total_size",
+                    "is negative; use 0 to not count matches",
+                )
+                .into());
+            }
+            Ok(0) => None,
+            Ok(n) => Some(n.min(MAX_TOTAL_SIZE)),
+        };
+        if total.is_some() && generation == Generation::V3 {
+            return Err(unsupported("max_total_size", Generation::V3).into());
+        }
+        let binding = Binding::new(
+            Rpc::SearchEvents,
             client.identity(),
-            &req,
+            &SearchEventsRequest {
+                page_size: 0,
+                page_token: String::new(),
+                ..req.clone()
+            },
         );
+        let upstream_key = binding.unwrap("page_token", &req.page_token)?;
+        req.page_size = i32::try_from(size).unwrap_or(i32::MAX);
+        let key = Key::new(Rpc::SearchEvents, client.identity(), &req);
+        let fetch = async {
+            let body = client.search(&filter, size, &upstream_key, total).await?;
+            let page = convert::list::search_page(generation, body);
+            Ok(SearchEventsResponse {
+                events: page.events,
+                next_page_token: binding.wrap(&page.next_key),
+                total_size: page
+                    .total
+                    .map(|t| i32::try_from(t.clamp(0, i64::from(i32::MAX))).unwrap_or(i32::MAX)),
+                unmapped: unmapped(page.unmapped),
+            })
+        };
         read_through(
             &self.cache,
             key,
             self.ttl.search_events,
             self.ttl.not_found,
-            bypass,
-            client.search(&req),
+            mode,
+            fetch,
         )
         .await
+    }
+
+    type StreamEventsStream = EventStream;
+
+    async fn stream_events(
+        &self,
+        request: Request<StreamEventsRequest>,
+    ) -> Result<Response<Self::StreamEventsStream>, Status> {
+        let deadline = deadline(&request).map(|d| Instant::now() + d);
+        let req = request.into_inner();
+        let client = self.client()?.clone();
+        let filter = req.filter.clone().unwrap_or_default();
+        check_filter(&filter, client.generation())?;
+        let max = u64::try_from(req.max_events).map_err(|_| {
+            Error::invalid("max_events", "is negative; use 0 for every matching event")
+        })?;
+        let binding = Binding::new(
+            Rpc::StreamEvents,
+            client.identity(),
+            &StreamEventsRequest {
+                filter: Some(filter.clone()),
+                ..StreamEventsRequest::default()
+            },
+        );
+        let next_key = binding.unwrap("page_token", &req.page_token)?;
+        let state = StreamState {
+            client,
+            filter,
+            binding,
+            fetched_any: !next_key.is_empty(),
+            next_key,
+            buffer: VecDeque::new(),
+            unmapped: None,
+            sent: 0,
+            max,
+            deadline,
+            done: false,
+        };
+        // Pull-driven: the next upstream page is fetched only when the caller has taken
+        // every event of the last one, so a slow reader slows the paging, and nothing
+        // outlives a cancelled call (dropping the stream drops the state).
+        let stream = futures_util::stream::unfold(state, |mut state| async move {
+            let item = state.next().await?;
+            Some((item, state))
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn update_event(
@@ -338,7 +534,7 @@ impl FingerprintService for FingerprintApi {
         let event_id = req.event_id.clone();
         self.cache
             .invalidate(Upstream::Fingerprint, move |rpc, tags| {
-                matches!(rpc, "GetVisits" | "SearchEvents")
+                matches!(rpc, Rpc::GetVisits | Rpc::SearchEvents)
                     || tags.contains(&Tag::Event(event_id.clone()))
             });
         result?;
@@ -368,7 +564,7 @@ impl FingerprintService for FingerprintApi {
         request: Request<UnsealEventRequest>,
     ) -> Result<Response<UnsealEventResponse>, Status> {
         let req = request.into_inner();
-        let event = crate::sealed::unseal(&req.sealed, &self.sealed_keys)?;
+        let event = crate::sealed::unseal(&req.sealed, &self.sealed_keys).map_err(Error::from)?;
         Ok(Response::new(UnsealEventResponse { event: Some(event) }))
     }
 
@@ -378,7 +574,12 @@ impl FingerprintService for FingerprintApi {
     ) -> Result<Response<VerifyWebhookSignatureResponse>, Status> {
         let req = request.into_inner();
         if self.webhook_secrets.is_empty() {
-            return Err(Error::NoWebhookSecrets.into());
+            return Err(Error::NotConfigured {
+                what: "webhook verification",
+                upstream: None,
+                setting: "FINGERPRINT_WEBHOOK_SECRETS",
+            }
+            .into());
         }
         if req.header.len() > crate::webhook::MAX_HEADER_BYTES {
             return Err(Error::invalid(
@@ -398,10 +599,90 @@ impl FingerprintService for FingerprintApi {
         let event = valid
             .then(|| serde_json::from_slice(&req.body).ok())
             .flatten()
-            .and_then(crate::sealed::event_from_json);
+            .and_then(convert::any_event);
         Ok(Response::new(VerifyWebhookSignatureResponse {
             valid,
             event,
         }))
+    }
+}
+
+// === impl StreamState ===
+
+impl StreamState {
+    /// The next message, or `None` when the stream is over.
+    async fn next(&mut self) -> Option<Result<StreamEventsResponse, Status>> {
+        if self.done || (self.max > 0 && self.sent >= self.max) {
+            return None;
+        }
+        if self.buffer.is_empty() {
+            if self.fetched_any && self.next_key.is_empty() {
+                return None;
+            }
+            if let Err(status) = self.fetch().await {
+                self.done = true;
+                return Some(Err(status));
+            }
+        }
+        let event = self.buffer.pop_front()?;
+        self.sent += 1;
+        let resume_page_token = if self.buffer.is_empty() {
+            self.binding.wrap(&self.next_key)
+        } else {
+            String::new()
+        };
+        Some(Ok(StreamEventsResponse {
+            event: Some(event),
+            resume_page_token,
+            unmapped: self.unmapped.take(),
+        }))
+    }
+
+    /// Fetches the next upstream page into the buffer, waiting out rate limits that
+    /// fit in the deadline.
+    async fn fetch(&mut self) -> Result<(), Status> {
+        let left = self.max.saturating_sub(self.sent);
+        let size = if self.max > 0 {
+            u32::try_from(left.min(u64::from(STREAM_PAGE))).unwrap_or(STREAM_PAGE)
+        } else {
+            STREAM_PAGE
+        };
+        let mut waits = 0;
+        loop {
+            let call = self.client.search(&self.filter, size, &self.next_key, None);
+            let result = match self.deadline {
+                Some(at) => match tokio::time::timeout_at(at.into(), call).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        return Err(Error::DeadlineExceeded {
+                            during: "StreamEvents (resume with the last resume_page_token)",
+                        }
+                        .to_status());
+                    }
+                },
+                None => call.await,
+            };
+            match result {
+                Ok(body) => {
+                    let page = convert::list::search_page(self.client.generation(), body);
+                    self.fetched_any = true;
+                    self.next_key = page.next_key;
+                    self.buffer = page.events.into();
+                    self.unmapped = unmapped(page.unmapped);
+                    return Ok(());
+                }
+                Err(Error::Api(api)) if api.status == 429 && waits < STREAM_RATE_LIMIT_RETRIES => {
+                    let wait = api.retry_after.unwrap_or(Duration::from_secs(1));
+                    let fits = self.deadline.is_none_or(|at| Instant::now() + wait < at);
+                    if !fits {
+                        return Err(Error::Api(api).to_status());
+                    }
+                    tracing::debug!(?wait, "stream: waiting out the upstream's rate limit");
+                    tokio::time::sleep(wait).await;
+                    waits += 1;
+                }
+                Err(e) => return Err(e.to_status()),
+            }
+        }
     }
 }

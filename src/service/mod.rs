@@ -1,6 +1,7 @@
 //! The gRPC services: validate, then go through the cache, then call the upstream.
 
 pub mod fingerprint;
+pub mod page;
 pub mod stytch;
 pub mod validate;
 
@@ -8,21 +9,29 @@ use std::{future::Future, time::Duration};
 
 use tonic::{Request, Response, Status, metadata::MetadataValue};
 
-use crate::cache::{Cache, CacheStatus, Key, Tagged};
+use crate::cache::{Cache, CacheMode, CacheStatus, Key, Tagged};
 use crate::error::Error;
 
-/// Whether the caller asked to skip the cache (`cache-control: no-cache`).
-fn wants_bypass<T>(request: &Request<T>) -> bool {
-    request
+/// How the caller lets this call use the cache (`cache-control` request metadata):
+/// `no-store` wins over `no-cache`.
+fn cache_mode<T>(request: &Request<T>) -> CacheMode {
+    let mut mode = CacheMode::Normal;
+    for directive in request
         .metadata()
         .get_all("cache-control")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|d| {
-            let d = d.trim();
-            d.eq_ignore_ascii_case("no-cache") || d.eq_ignore_ascii_case("no-store")
-        })
+        .map(str::trim)
+    {
+        if directive.eq_ignore_ascii_case("no-store") {
+            return CacheMode::NoStore;
+        }
+        if directive.eq_ignore_ascii_case("no-cache") {
+            mode = CacheMode::NoCache;
+        }
+    }
+    mode
 }
 
 /// The caller's deadline (`grpc-timeout`), if it set one.
@@ -41,14 +50,14 @@ fn deadline<T>(request: &Request<T>) -> Option<Duration> {
     })
 }
 
-/// The read path every read RPC shares: through the cache to `fetch`, then the answer
-/// with its `x-cache` metadata, or the error as a status.
+/// The read path every cached read RPC shares: through the cache to `fetch`, then the
+/// answer with its `x-cache` metadata, or the error as a status.
 async fn read_through<T, F>(
     cache: &Cache,
     key: Key,
     ttl: Duration,
     not_found_ttl: Duration,
-    bypass: bool,
+    mode: CacheMode,
     fetch: F,
 ) -> Result<Response<T>, Status>
 where
@@ -57,10 +66,10 @@ where
 {
     let rpc = key.rpc();
     let (answer, status) = cache
-        .get_or_fetch(key, ttl, not_found_ttl, bypass, fetch)
+        .get_or_fetch(key, ttl, not_found_ttl, mode, fetch)
         .await
         .map_err(|e| e.to_status())?;
-    crate::metrics::METRICS.cache(rpc, status.as_str());
+    crate::metrics::METRICS.cache(rpc.name(), status.as_str());
     Ok(respond(answer, status))
 }
 

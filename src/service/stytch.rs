@@ -4,10 +4,12 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{read_through, validate, wants_bypass};
+use super::page::{self, Binding};
+use super::{cache_mode, read_through, respond, validate};
 use crate::cache::{Cache, Key};
 use crate::config::CacheConfig;
-use crate::error::{Error, Upstream};
+use crate::convert::stytch as convert;
+use crate::error::{Error, Upstream, quote};
 use crate::proto::v1::{
     Action, SetRuleRequest, SetRuleResponse, SetVerdictReasonOverrideRequest,
     SetVerdictReasonOverrideResponse, set_rule_request::Identifier,
@@ -16,10 +18,13 @@ use crate::proto::v1::{
     ListRulesRequest, ListRulesResponse, ListVerdictReasonsRequest, ListVerdictReasonsResponse,
     LookupTelemetryRequest, LookupTelemetryResponse, stytch_service_server::StytchService,
 };
+use crate::rpc::Rpc;
 use crate::upstream::stytch::StytchClient;
 
-/// Largest `ListRulesRequest.limit` (Stytch's largest page).
-pub const MAX_RULES_LIMIT: u32 = 100;
+/// Default and largest `ListRulesRequest.page_size` (Stytch's own).
+pub const RULES_PAGE: (u32, u32) = (10, 100);
+/// Largest `ListVerdictReasonsRequest.page_size`; 0 means every reason.
+pub const MAX_REASONS_PAGE: u32 = 1000;
 
 /// The `StytchService` implementation.
 #[derive(Clone)]
@@ -42,8 +47,9 @@ impl StytchApi {
     }
 
     fn client(&self) -> Result<&Arc<StytchClient>, Error> {
-        self.client.as_ref().ok_or(Error::Disabled {
-            upstream: Upstream::Stytch,
+        self.client.as_ref().ok_or(Error::NotConfigured {
+            what: "Stytch",
+            upstream: Some(Upstream::Stytch),
             setting: "STYTCH_PROJECT_ID and STYTCH_SECRET",
         })
     }
@@ -55,7 +61,7 @@ impl StytchService for StytchApi {
         &self,
         request: Request<LookupTelemetryRequest>,
     ) -> Result<Response<LookupTelemetryResponse>, Status> {
-        let bypass = wants_bypass(&request);
+        let mode = cache_mode(&request);
         let req = request.into_inner();
         validate::id("telemetry_id", &req.telemetry_id)?;
         if let Some(meta) = &req.external_metadata {
@@ -67,14 +73,15 @@ impl StytchService for StytchApi {
             validate::metadata("external_metadata.user_action", meta.user_action.as_ref())?;
         }
         let client = self.client()?;
-        let key = Key::new(Upstream::Stytch, "LookupTelemetry", client.identity(), &req);
+        let key = Key::new(Rpc::LookupTelemetry, client.identity(), &req);
+        let fetch = async { Ok(convert::lookup(client.lookup(&req).await?)) };
         read_through(
             &self.cache,
             key,
             self.ttl.lookup_telemetry,
             self.ttl.not_found,
-            bypass,
-            client.lookup(&req),
+            mode,
+            fetch,
         )
         .await
     }
@@ -83,19 +90,30 @@ impl StytchService for StytchApi {
         &self,
         request: Request<ListRulesRequest>,
     ) -> Result<Response<ListRulesResponse>, Status> {
-        let bypass = wants_bypass(&request);
-        let req = request.into_inner();
-        validate::limit("limit", req.limit, MAX_RULES_LIMIT)?;
-        validate::text("cursor", &req.cursor)?;
+        let mode = cache_mode(&request);
+        let mut req = request.into_inner();
+        let size = page::size("page_size", req.page_size, RULES_PAGE.0, RULES_PAGE.1)?;
         let client = self.client()?;
-        let key = Key::new(Upstream::Stytch, "ListRules", client.identity(), &req);
+        let binding = Binding::new(
+            Rpc::ListRules,
+            client.identity(),
+            &ListRulesRequest::default(),
+        );
+        let cursor = binding.unwrap("page_token", &req.page_token)?;
+        req.page_size = i32::try_from(size).unwrap_or(i32::MAX);
+        let key = Key::new(Rpc::ListRules, client.identity(), &req);
+        let fetch = async {
+            let mut answer = convert::rules(client.list_rules(size, &cursor).await?);
+            answer.next_page_token = binding.wrap(&answer.next_page_token);
+            Ok(answer)
+        };
         read_through(
             &self.cache,
             key,
             self.ttl.list_rules,
             self.ttl.not_found,
-            bypass,
-            client.list_rules(&req),
+            mode,
+            fetch,
         )
         .await
     }
@@ -104,24 +122,56 @@ impl StytchService for StytchApi {
         &self,
         request: Request<ListVerdictReasonsRequest>,
     ) -> Result<Response<ListVerdictReasonsResponse>, Status> {
-        let bypass = wants_bypass(&request);
+        let mode = cache_mode(&request);
         let req = request.into_inner();
+        let size = page::size(
+            "page_size",
+            req.page_size,
+            MAX_REASONS_PAGE,
+            MAX_REASONS_PAGE,
+        )?;
         let client = self.client()?;
-        let key = Key::new(
-            Upstream::Stytch,
-            "ListVerdictReasons",
-            client.identity(),
-            &req,
-        );
-        read_through(
-            &self.cache,
-            key,
-            self.ttl.list_verdict_reasons,
-            self.ttl.not_found,
-            bypass,
-            client.list_verdict_reasons(&req),
-        )
-        .await
+        // Stytch answers every reason at once: the whole list is fetched (and cached)
+        // once, and the gateway pages it.
+        let whole = ListVerdictReasonsRequest {
+            overrides_only: req.overrides_only,
+            ..ListVerdictReasonsRequest::default()
+        };
+        let binding = Binding::new(Rpc::ListVerdictReasons, client.identity(), &whole);
+        let offset = match binding.unwrap("page_token", &req.page_token)?.as_str() {
+            "" => 0,
+            n => n.parse::<usize>().map_err(|_| {
+                Error::invalid("page_token", "is not a page token of ListVerdictReasons")
+            })?,
+        };
+        let key = Key::new(Rpc::ListVerdictReasons, client.identity(), &whole);
+        let fetch = async {
+            Ok(convert::verdict_reasons(
+                client.list_verdict_reasons(req.overrides_only).await?,
+            ))
+        };
+        let (mut answer, status) = self
+            .cache
+            .get_or_fetch(
+                key,
+                self.ttl.list_verdict_reasons,
+                self.ttl.not_found,
+                mode,
+                fetch,
+            )
+            .await
+            .map_err(|e| e.to_status())?;
+        crate::metrics::METRICS.cache(Rpc::ListVerdictReasons.name(), status.as_str());
+        let all = std::mem::take(&mut answer.verdict_reason_actions);
+        let end = offset.saturating_add(size as usize).min(all.len());
+        answer.verdict_reason_actions = all
+            .get(offset.min(end)..end)
+            .map(<[_]>::to_vec)
+            .unwrap_or_default();
+        if end < all.len() {
+            answer.next_page_token = binding.wrap(&end.to_string());
+        }
+        Ok(respond(answer, status))
     }
 
     async fn set_rule(
@@ -134,7 +184,7 @@ impl StytchService for StytchApi {
         let result = client.set_rule(&req).await;
         // A rule changes verdicts and lists: drop every Stytch answer.
         self.cache.invalidate(Upstream::Stytch, |_, _| true);
-        Ok(Response::new(result?))
+        Ok(Response::new(convert::set_rule(result?)))
     }
 
     async fn set_verdict_reason_override(
@@ -155,8 +205,8 @@ impl StytchService for StytchApi {
             return Err(Error::invalid(
                 "verdict_reason",
                 format!(
-                    "{:?} is not a verdict reason (UPPER_SNAKE_CASE)",
-                    req.verdict_reason
+                    "{} is not a verdict reason (UPPER_SNAKE_CASE)",
+                    quote(&req.verdict_reason)
                 ),
             )
             .into());
@@ -168,7 +218,7 @@ impl StytchService for StytchApi {
         let client = self.client()?;
         let result = client.set_verdict_reason_override(&req).await;
         self.cache.invalidate(Upstream::Stytch, |_, _| true);
-        Ok(Response::new(result?))
+        Ok(Response::new(convert::verdict_reason_override(result?)))
     }
 }
 
@@ -225,7 +275,10 @@ fn check_rule(req: &SetRuleRequest) -> Result<(), Error> {
             if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
                 return Err(Error::invalid(
                     "country_code",
-                    format!("{code:?} is not an ISO 3166-1 alpha-2 code such as \"US\""),
+                    format!(
+                        "{} is not an ISO 3166-1 alpha-2 code such as \"US\"",
+                        quote(code)
+                    ),
                 ));
             }
             if action == Action::Allow {
@@ -242,7 +295,7 @@ fn check_rule(req: &SetRuleRequest) -> Result<(), Error> {
             {
                 return Err(Error::invalid(
                     "asn",
-                    format!("{asn:?} is not a number from 0 to 4294967295"),
+                    format!("{} is not a number from 0 to 4294967295", quote(asn)),
                 ));
             }
         }
@@ -260,7 +313,7 @@ fn check_cidr(cidr: &str) -> Result<(), Error> {
     if addr.parse::<std::net::Ipv4Addr>().is_err() {
         return Err(Error::invalid(
             "cidr_block",
-            format!("{cidr:?} is not an IPv4 address or CIDR block"),
+            format!("{} is not an IPv4 address or CIDR block", quote(cidr)),
         ));
     }
     if let Some(p) = prefix {
@@ -269,7 +322,7 @@ fn check_cidr(cidr: &str) -> Result<(), Error> {
             _ => {
                 return Err(Error::invalid(
                     "cidr_block",
-                    format!("{cidr:?}: the prefix must be between 16 and 32"),
+                    format!("{}: the prefix must be between 16 and 32", quote(cidr)),
                 ));
             }
         }

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use prost_types::Timestamp;
 
-use crate::error::Error;
+use crate::error::{Error, quote};
 
 /// Longest id accepted (event, visitor, telemetry and ruleset ids).
 pub const MAX_ID_BYTES: usize = 256;
@@ -12,6 +12,8 @@ pub const MAX_ID_BYTES: usize = 256;
 pub const MAX_TEXT_BYTES: usize = 2048;
 /// Most values accepted in one repeated filter.
 pub const MAX_LIST_LEN: usize = 32;
+/// Longest word of an open vocabulary accepted (`bot`, `sdk_platform`, ...).
+pub const MAX_WORD_BYTES: usize = 64;
 
 /// A required id that will travel as a URL path segment or JSON value.
 pub fn id(field: &'static str, value: &str) -> Result<(), Error> {
@@ -21,7 +23,8 @@ pub fn id(field: &'static str, value: &str) -> Result<(), Error> {
     optional_id(field, value)
 }
 
-/// An id that may be empty (meaning "not set").
+/// An id that may be empty (meaning "not set"): visible ASCII only, since no
+/// fingerprint.com or Stytch id has anything else, and nothing that changes a URL.
 pub fn optional_id(field: &'static str, value: &str) -> Result<(), Error> {
     if value.len() > MAX_ID_BYTES {
         return Err(Error::invalid(
@@ -35,17 +38,21 @@ pub fn optional_id(field: &'static str, value: &str) -> Result<(), Error> {
     }
     if let Some(c) = value
         .chars()
-        .find(|c| c.is_control() || c.is_whitespace() || matches!(c, '/' | '?' | '#' | '%' | '\\'))
+        .find(|c| !c.is_ascii_graphic() || matches!(c, '/' | '?' | '#' | '%' | '\\'))
     {
         return Err(Error::invalid(
             field,
-            format!("{value:?} contains the character {c:?}, which no id has"),
+            format!(
+                "{} contains the character {c:?}, which no id has (ids are visible ASCII without / ? # % \\)",
+                quote(value),
+            ),
         ));
     }
     Ok(())
 }
 
-/// Free text (may be empty): bounded, no control characters.
+/// Free text (may be empty): bounded, no control characters. It only ever travels in
+/// a query string or a JSON body, so any other Unicode is fine.
 pub fn text(field: &'static str, value: &str) -> Result<(), Error> {
     if value.len() > MAX_TEXT_BYTES {
         return Err(Error::invalid(
@@ -59,15 +66,40 @@ pub fn text(field: &'static str, value: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// One of a fixed set of words (empty means "not set").
-pub fn one_of(field: &'static str, value: &str, allowed: &[&str]) -> Result<(), Error> {
-    if value.is_empty() || allowed.contains(&value) {
-        return Ok(());
+/// A word of an open upstream vocabulary (empty means "not set"): any visible ASCII up
+/// to [`MAX_WORD_BYTES`], so a word the upstream adds later works before the gateway
+/// knows it. The upstream judges the word itself.
+pub fn word(field: &'static str, value: &str) -> Result<(), Error> {
+    if value.len() > MAX_WORD_BYTES {
+        return Err(Error::invalid(
+            field,
+            format!("{} is longer than {MAX_WORD_BYTES} bytes", quote(value)),
+        ));
     }
-    Err(Error::invalid(
-        field,
-        format!("{value:?} is not one of {}", allowed.join(", ")),
-    ))
+    if !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::invalid(
+            field,
+            format!("{} is not a word (visible ASCII, no spaces)", quote(value)),
+        ));
+    }
+    Ok(())
+}
+
+/// A repeated filter of open-vocabulary words.
+pub fn words(field: &'static str, values: &[String]) -> Result<(), Error> {
+    if values.len() > MAX_LIST_LEN {
+        return Err(Error::invalid(
+            field,
+            format!("has more than {MAX_LIST_LEN} values"),
+        ));
+    }
+    for v in values {
+        if v.is_empty() {
+            return Err(Error::invalid(field, "contains an empty value"));
+        }
+        word(field, v)?;
+    }
+    Ok(())
 }
 
 /// A repeated filter of short word-like tokens.
@@ -93,16 +125,6 @@ pub fn tokens(field: &'static str, values: &[String]) -> Result<(), Error> {
     Ok(())
 }
 
-/// An optional limit within `1..=max`.
-pub fn limit(field: &'static str, value: Option<u32>, max: u32) -> Result<(), Error> {
-    match value {
-        Some(v) if v == 0 || v > max => {
-            Err(Error::invalid(field, format!("{v} is outside 1..={max}")))
-        }
-        _ => Ok(()),
-    }
-}
-
 /// A timestamp a caller sent: normalised nanos, within years 1970..=9999.
 pub fn timestamp(field: &'static str, value: Option<&Timestamp>) -> Result<(), Error> {
     let Some(ts) = value else { return Ok(()) };
@@ -115,14 +137,18 @@ pub fn timestamp(field: &'static str, value: Option<&Timestamp>) -> Result<(), E
     Ok(())
 }
 
-/// `start` must not be after `end`.
-pub fn window(start: Option<&Timestamp>, end: Option<&Timestamp>) -> Result<(), Error> {
-    timestamp("start", start)?;
-    timestamp("end", end)?;
+/// `start` must not be after `end` (fields named by the caller, e.g. `filter.start`).
+pub fn window(
+    fields: (&'static str, &'static str),
+    start: Option<&Timestamp>,
+    end: Option<&Timestamp>,
+) -> Result<(), Error> {
+    timestamp(fields.0, start)?;
+    timestamp(fields.1, end)?;
     if let (Some(s), Some(e)) = (start, end)
         && (s.seconds, s.nanos) > (e.seconds, e.nanos)
     {
-        return Err(Error::invalid("start", "is after end"));
+        return Err(Error::invalid(fields.0, format!("is after {}", fields.1)));
     }
     Ok(())
 }
@@ -139,7 +165,7 @@ pub fn ip_or_cidr(field: &'static str, value: &str) -> Result<(), Error> {
     let ip: IpAddr = addr.parse().map_err(|_| {
         Error::invalid(
             field,
-            format!("{value:?} is not an IP address or CIDR range"),
+            format!("{} is not an IP address or CIDR range", quote(value)),
         )
     })?;
     if let Some(p) = prefix {
@@ -149,7 +175,7 @@ pub fn ip_or_cidr(field: &'static str, value: &str) -> Result<(), Error> {
             _ => {
                 return Err(Error::invalid(
                     field,
-                    format!("{value:?} has a prefix outside 0..={max}"),
+                    format!("{} has a prefix outside 0..={max}", quote(value)),
                 ));
             }
         }
@@ -162,7 +188,10 @@ pub fn digits(field: &'static str, value: &str) -> Result<(), Error> {
     if value.is_empty() || (value.len() <= 10 && value.bytes().all(|b| b.is_ascii_digit())) {
         return Ok(());
     }
-    Err(Error::invalid(field, format!("{value:?} is not a number")))
+    Err(Error::invalid(
+        field,
+        format!("{} is not a number", quote(value)),
+    ))
 }
 
 /// Stytch's external metadata rule: at most 65 of `A-Z a-z 0-9 _ - + . @`.
@@ -199,12 +228,36 @@ mod tests {
     }
 
     #[test]
-    fn cidr_and_limits() {
+    fn ids_are_visible_ascii() {
+        for bad in ["a\u{202E}b", "a\u{200B}b", "a\u{FF0F}b", "é"] {
+            assert!(id("event_id", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn words_are_open_but_sane() {
+        assert!(word("filter.bot", "a_new_kind").is_ok());
+        assert!(word("filter.rare_device_percentile_bucket", "<p95").is_ok());
+        assert!(word("filter.bot", "two words").is_err());
+        assert!(word("filter.bot", &"x".repeat(65)).is_err());
+        assert!(words("filter.source", &[String::new()]).is_err());
+    }
+
+    #[test]
+    fn messages_quote_a_bounded_prefix() {
+        let long = "a/".repeat(5000);
+        let err = id("event_id", &long[..200]).unwrap_err().to_string();
+        assert!(err.len() < 300, "{err}");
+        let err = ip_or_cidr("ip_address", &"z".repeat(10_000))
+            .unwrap_err()
+            .to_string();
+        assert!(err.len() < 200, "{err}");
+    }
+
+    #[test]
+    fn cidr() {
         assert!(ip_or_cidr("ip_address", "10.0.0.0/24").is_ok());
         assert!(ip_or_cidr("ip_address", "2001:db8::/129").is_err());
         assert!(ip_or_cidr("ip_address", "nope").is_err());
-        assert!(limit("limit", Some(0), 100).is_err());
-        assert!(limit("limit", Some(101), 100).is_err());
-        assert!(limit("limit", None, 100).is_ok());
     }
 }

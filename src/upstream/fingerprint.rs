@@ -4,13 +4,11 @@ use prost_types::Timestamp;
 use reqwest::{Method, Url, header::HeaderValue};
 use serde_json::Value as Json;
 
-use super::{ErrorShape, Http, JsonObject};
+use super::{ErrorShape, Http, JsonObject, account_digest};
 use crate::config::{FingerprintConfig, Generation};
-use crate::convert::{event, json::timestamp_to_millis, v3};
-use crate::error::{Error, Upstream};
-use crate::proto::v1::{
-    Event, GetVisitsRequest, GetVisitsResponse, SearchEventsRequest, SearchEventsResponse,
-};
+use crate::convert::json::timestamp_to_millis;
+use crate::error::{Error, Resource, Upstream};
+use crate::proto::v1::EventFilter;
 
 /// Largest page the v4 `/v4/events` endpoint returns.
 pub const V4_PAGE_MAX: u32 = 100;
@@ -42,10 +40,10 @@ impl FingerprintClient {
         auth.set_sensitive(true);
         // Identity for cache keys: generation, base URL and a digest of the key (never the key).
         let identity = format!(
-            "{}|{}|{:016x}",
+            "{}|{}|{}",
             config.generation,
             config.base_url,
-            digest(config.secret_api_key.expose())
+            account_digest(config.secret_api_key.expose())
         );
         Ok(Self {
             http,
@@ -65,105 +63,60 @@ impl FingerprintClient {
         &self.identity
     }
 
-    /// One event.
-    pub async fn get_event(&self, event_id: &str, ruleset_id: &str) -> Result<Event, Error> {
+    /// One event (`GET /v4/events/{event_id}` or `GET /events/{request_id}`).
+    pub async fn get_event(&self, event_id: &str, ruleset_id: &str) -> Result<JsonObject, Error> {
         match self.config.generation {
             Generation::V4 => {
                 let mut query = Query::new();
                 push(&mut query, "ruleset_id", ruleset_id);
-                let body = self.get(&["v4", "events", event_id], &query).await?;
-                Ok(event::from_v4(body))
+                self.get(Resource::Event, &["v4", "events", event_id], &query)
+                    .await
             }
-            Generation::V3 => {
-                let body = self.get(&["events", event_id], &[]).await?;
-                Ok(v3::from_event(body))
-            }
+            Generation::V3 => self.get(Resource::Event, &["events", event_id], &[]).await,
         }
     }
 
-    /// One page of search results.
-    pub async fn search(&self, req: &SearchEventsRequest) -> Result<SearchEventsResponse, Error> {
+    /// One page of search results (`GET /v4/events` or `GET /events/search`): at most
+    /// `size` events after the upstream key `key` ("" for the first page), counting up
+    /// to `total` matches when asked (v4).
+    pub async fn search(
+        &self,
+        filter: &EventFilter,
+        size: u32,
+        key: &str,
+        total: Option<u32>,
+    ) -> Result<JsonObject, Error> {
         match self.config.generation {
             Generation::V4 => {
-                let body = self.get(&["v4", "events"], &search_query_v4(req)).await?;
-                Ok(search_response_v4(body))
+                let query = search_query_v4(filter, size, key, total);
+                self.get(Resource::Collection, &["v4", "events"], &query)
+                    .await
             }
             Generation::V3 => {
-                let body = self
-                    .get(&["events", "search"], &search_query_v3(req))
-                    .await?;
-                let mut o = crate::convert::json::Obj::new(body);
-                let events = take_events(&mut o, "events", v3::from_event);
-                Ok(SearchEventsResponse {
-                    events,
-                    pagination_key: o.str("paginationKey").unwrap_or_default(),
-                    total_hits: None,
-                })
+                let query = search_query_v3(filter, size, key);
+                self.get(Resource::Collection, &["events", "search"], &query)
+                    .await
             }
         }
     }
 
-    /// Visits of one visitor; pages through v4's smaller pages when `limit` needs it.
-    pub async fn visits(&self, req: &GetVisitsRequest) -> Result<GetVisitsResponse, Error> {
-        match self.config.generation {
-            Generation::V4 => self.visits_v4(req).await,
-            Generation::V3 => {
-                let mut query = Query::new();
-                if let Some(limit) = req.limit {
-                    query.push(("limit", limit.to_string()));
-                }
-                push(&mut query, "linked_id", &req.linked_id);
-                push(&mut query, "paginationKey", &req.pagination_key);
-                if let Some(end) = &req.end {
-                    query.push(("before", timestamp_to_millis(end).to_string()));
-                }
-                let body = self.get(&["visitors", &req.visitor_id], &query).await?;
-                let mut o = crate::convert::json::Obj::new(body);
-                let visitor_id = o.str("visitorId").unwrap_or_else(|| req.visitor_id.clone());
-                let visits = take_events(&mut o, "visits", |m| v3::from_visit(m, &visitor_id));
-                Ok(GetVisitsResponse {
-                    visitor_id,
-                    visits,
-                    pagination_key: o.str("paginationKey").unwrap_or_default(),
-                })
-            }
+    /// One page of a visitor's visits under v3 (`GET /visitors/{visitor_id}`).
+    pub async fn visits_v3(
+        &self,
+        visitor_id: &str,
+        linked_id: &str,
+        size: u32,
+        key: &str,
+        end: Option<&Timestamp>,
+    ) -> Result<JsonObject, Error> {
+        let mut query = vec![("limit", size.to_string())];
+        push(&mut query, "linked_id", linked_id);
+        push(&mut query, "paginationKey", key);
+        if let Some(end) = end {
+            query.push(("before", timestamp_to_millis(end).to_string()));
         }
-    }
-
-    async fn visits_v4(&self, req: &GetVisitsRequest) -> Result<GetVisitsResponse, Error> {
-        let mut wanted = req.limit;
-        let mut key = req.pagination_key.clone();
-        let mut visits = Vec::new();
-        loop {
-            let page = wanted.map(|w| w.min(V4_PAGE_MAX));
-            let search = SearchEventsRequest {
-                visitor_id: req.visitor_id.clone(),
-                linked_id: req.linked_id.clone(),
-                limit: page,
-                pagination_key: key.clone(),
-                start: req.start,
-                end: req.end,
-                ..SearchEventsRequest::default()
-            };
-            let body = self
-                .get(&["v4", "events"], &search_query_v4(&search))
-                .await?;
-            let answer = search_response_v4(body);
-            let got = answer.events.len() as u32;
-            visits.extend(answer.events);
-            key = answer.pagination_key;
-            wanted = wanted.map(|w| w.saturating_sub(got));
-            let more_wanted = wanted.is_some_and(|w| w > 0);
-            // Stop on the last page, when enough arrived, or on a short page.
-            if key.is_empty() || !more_wanted || page.is_some_and(|p| got < p) || got == 0 {
-                break;
-            }
-        }
-        Ok(GetVisitsResponse {
-            visitor_id: req.visitor_id.clone(),
-            visits,
-            pagination_key: key,
-        })
+        self.get(Resource::Visitor, &["visitors", visitor_id], &query)
+            .await
     }
 
     /// Sets an event's linked id, tags or suspect flag (fields that are `None` stay as they are).
@@ -193,8 +146,14 @@ impl FingerprintClient {
         if let Some(suspect) = suspect {
             body.insert("suspect".to_owned(), Json::Bool(suspect));
         }
-        self.call(method, &segments, &[], Some(Json::Object(body)))
-            .await?;
+        self.call(
+            method,
+            Resource::Event,
+            &segments,
+            &[],
+            Some(Json::Object(body)),
+        )
+        .await?;
         Ok(())
     }
 
@@ -204,21 +163,25 @@ impl FingerprintClient {
             Generation::V4 => vec!["v4", "visitors", visitor_id],
             Generation::V3 => vec!["visitors", visitor_id],
         };
-        self.call(Method::DELETE, &segments, &[], None).await?;
+        self.call(Method::DELETE, Resource::Visitor, &segments, &[], None)
+            .await?;
         Ok(())
     }
 
     async fn get(
         &self,
+        resource: Resource,
         segments: &[&str],
         query: &[(&'static str, String)],
     ) -> Result<JsonObject, Error> {
-        self.call(Method::GET, segments, query, None).await
+        self.call(Method::GET, resource, segments, query, None)
+            .await
     }
 
     async fn call(
         &self,
         method: Method,
+        resource: Resource,
         segments: &[&str],
         query: &[(&'static str, String)],
         body: Option<Json>,
@@ -239,6 +202,7 @@ impl FingerprintClient {
         self.http
             .send(
                 Upstream::Fingerprint,
+                resource,
                 ErrorShape::Fingerprint,
                 request,
                 &[self.config.secret_api_key.expose()],
@@ -260,42 +224,6 @@ impl FingerprintClient {
     }
 }
 
-fn take_events(
-    o: &mut crate::convert::json::Obj,
-    key: &str,
-    convert: impl Fn(JsonObject) -> Event,
-) -> Vec<Event> {
-    match o.take(key) {
-        Some(Json::Array(items)) => items
-            .into_iter()
-            .map(|item| match item {
-                Json::Object(map) => convert(map),
-                // Not an object: keep it visible rather than drop it.
-                other => Event {
-                    unmapped: Some(crate::convert::json::to_struct(
-                        [("value".to_owned(), other)].into_iter().collect(),
-                    )),
-                    ..Event::default()
-                },
-            })
-            .collect(),
-        Some(other) => {
-            o.put_back(key, other);
-            Vec::new()
-        }
-        None => Vec::new(),
-    }
-}
-
-fn search_response_v4(body: JsonObject) -> SearchEventsResponse {
-    let mut o = crate::convert::json::Obj::new(body);
-    SearchEventsResponse {
-        events: take_events(&mut o, "events", event::from_v4),
-        pagination_key: o.str("pagination_key").unwrap_or_default(),
-        total_hits: o.i64("total_hits"),
-    }
-}
-
 fn push(query: &mut Query, name: &'static str, value: &str) {
     if !value.is_empty() {
         query.push((name, value.to_owned()));
@@ -314,107 +242,94 @@ fn push_all(query: &mut Query, name: &'static str, values: &[String]) {
     }
 }
 
-fn rfc3339(ts: &Timestamp) -> String {
-    ts.to_string()
-}
-
 /// The filters both generations share, under the same names.
-fn common_filters(q: &mut Query, r: &SearchEventsRequest) {
-    push(q, "pagination_key", &r.pagination_key);
-    push(q, "visitor_id", &r.visitor_id);
-    push(q, "bot", &r.bot);
-    push(q, "ip_address", &r.ip_address);
-    push(q, "linked_id", &r.linked_id);
-    push_bool(q, "reverse", r.reverse);
-    push_bool(q, "suspect", r.suspect);
-    push_bool(q, "vpn", r.vpn);
-    push_bool(q, "virtual_machine", r.virtual_machine);
-    push_bool(q, "tampering", r.tampering);
-    push_bool(q, "anti_detect_browser", r.anti_detect_browser);
-    push_bool(q, "incognito", r.incognito);
-    push_bool(q, "privacy_settings", r.privacy_settings);
-    push_bool(q, "jailbroken", r.jailbroken);
-    push_bool(q, "frida", r.frida);
-    push_bool(q, "factory_reset", r.factory_reset);
-    push_bool(q, "cloned_app", r.cloned_app);
-    push_bool(q, "emulator", r.emulator);
-    push_bool(q, "root_apps", r.root_apps);
-    push(q, "vpn_confidence", &r.vpn_confidence);
-    if let Some(score) = r.min_suspect_score {
+fn common_filters(q: &mut Query, f: &EventFilter, key: &str) {
+    push(q, "pagination_key", key);
+    push(q, "visitor_id", &f.visitor_id);
+    push(q, "bot", &f.bot);
+    push(q, "ip_address", &f.ip_address);
+    push(q, "linked_id", &f.linked_id);
+    push_bool(q, "reverse", f.reverse);
+    push_bool(q, "suspect", f.suspect);
+    push_bool(q, "vpn", f.vpn);
+    push_bool(q, "virtual_machine", f.virtual_machine);
+    push_bool(q, "tampering", f.tampering);
+    push_bool(q, "anti_detect_browser", f.anti_detect_browser);
+    push_bool(q, "incognito", f.incognito);
+    push_bool(q, "privacy_settings", f.privacy_settings);
+    push_bool(q, "jailbroken", f.jailbroken);
+    push_bool(q, "frida", f.frida);
+    push_bool(q, "factory_reset", f.factory_reset);
+    push_bool(q, "cloned_app", f.cloned_app);
+    push_bool(q, "emulator", f.emulator);
+    push_bool(q, "root_apps", f.root_apps);
+    push(q, "vpn_confidence", &f.vpn_confidence);
+    if let Some(score) = f.min_suspect_score {
         q.push(("min_suspect_score", score.to_string()));
     }
-    push_bool(q, "developer_tools", r.developer_tools);
-    push_bool(q, "location_spoofing", r.location_spoofing);
-    push_bool(q, "mitm_attack", r.mitm_attack);
-    push_bool(q, "rare_device", r.rare_device);
+    push_bool(q, "developer_tools", f.developer_tools);
+    push_bool(q, "location_spoofing", f.location_spoofing);
+    push_bool(q, "mitm_attack", f.mitm_attack);
+    push_bool(q, "rare_device", f.rare_device);
     push(
         q,
         "rare_device_percentile_bucket",
-        &r.rare_device_percentile_bucket,
+        &f.rare_device_percentile_bucket,
     );
-    push_bool(q, "proxy", r.proxy);
-    push(q, "sdk_version", &r.sdk_version);
-    push(q, "sdk_platform", &r.sdk_platform);
-    push_all(q, "environment", &r.environment);
-    push(q, "proximity_id", &r.proximity_id);
+    push_bool(q, "proxy", f.proxy);
+    push(q, "sdk_version", &f.sdk_version);
+    push(q, "sdk_platform", &f.sdk_platform);
+    push_all(q, "environment", &f.environment);
+    push(q, "proximity_id", &f.proximity_id);
 }
 
-fn search_query_v4(r: &SearchEventsRequest) -> Query {
-    let mut q = Query::new();
-    if let Some(limit) = r.limit {
-        q.push(("limit", limit.to_string()));
+fn search_query_v4(f: &EventFilter, size: u32, key: &str, total: Option<u32>) -> Query {
+    let mut q = vec![("limit", size.to_string())];
+    common_filters(&mut q, f, key);
+    push(&mut q, "high_recall_id", &f.high_recall_id);
+    push(&mut q, "bot_info", &f.bot_info);
+    push_all(&mut q, "bot_info_category", &f.bot_info_category);
+    push_all(&mut q, "bot_info_identity", &f.bot_info_identity);
+    push_all(&mut q, "bot_info_confidence", &f.bot_info_confidence);
+    push_all(&mut q, "bot_info_provider", &f.bot_info_provider);
+    push_all(&mut q, "bot_info_name", &f.bot_info_name);
+    push(&mut q, "asn", &f.asn);
+    push(&mut q, "url", &f.url);
+    push(&mut q, "bundle_id", &f.bundle_id);
+    push(&mut q, "package_name", &f.package_name);
+    push(&mut q, "origin", &f.origin);
+    if let Some(start) = &f.start {
+        q.push(("start", start.to_string()));
     }
-    common_filters(&mut q, r);
-    push(&mut q, "high_recall_id", &r.high_recall_id);
-    push(&mut q, "bot_info", &r.bot_info);
-    push_all(&mut q, "bot_info_category", &r.bot_info_category);
-    push_all(&mut q, "bot_info_identity", &r.bot_info_identity);
-    push_all(&mut q, "bot_info_confidence", &r.bot_info_confidence);
-    push_all(&mut q, "bot_info_provider", &r.bot_info_provider);
-    push_all(&mut q, "bot_info_name", &r.bot_info_name);
-    push(&mut q, "asn", &r.asn);
-    push(&mut q, "url", &r.url);
-    push(&mut q, "bundle_id", &r.bundle_id);
-    push(&mut q, "package_name", &r.package_name);
-    push(&mut q, "origin", &r.origin);
-    if let Some(start) = &r.start {
-        q.push(("start", rfc3339(start)));
+    if let Some(end) = &f.end {
+        q.push(("end", end.to_string()));
     }
-    if let Some(end) = &r.end {
-        q.push(("end", rfc3339(end)));
-    }
-    if let Some(total) = r.total_hits {
+    if let Some(total) = total {
         q.push(("total_hits", total.to_string()));
     }
-    push_bool(&mut q, "tor_node", r.tor_node);
+    push_bool(&mut q, "tor_node", f.tor_node);
     push(
         &mut q,
         "incremental_identification_status",
-        &r.incremental_identification_status,
+        &f.incremental_identification_status,
     );
-    push_bool(&mut q, "simulator", r.simulator);
-    push_bool(&mut q, "active_call", r.active_call);
+    push_bool(&mut q, "simulator", f.simulator);
+    push_bool(&mut q, "active_call", f.active_call);
+    push_all(&mut q, "source", &f.source);
     q
 }
 
-fn search_query_v3(r: &SearchEventsRequest) -> Query {
-    // v3 requires `limit`; send v4's default so both generations answer alike.
-    let mut q = vec![("limit", r.limit.unwrap_or(10).to_string())];
-    common_filters(&mut q, r);
-    if let Some(start) = &r.start {
+fn search_query_v3(f: &EventFilter, size: u32, key: &str) -> Query {
+    // v3 requires `limit`; the service always sends the contract's page size.
+    let mut q = vec![("limit", size.to_string())];
+    common_filters(&mut q, f, key);
+    if let Some(start) = &f.start {
         q.push(("start", timestamp_to_millis(start).to_string()));
     }
-    if let Some(end) = &r.end {
+    if let Some(end) = &f.end {
         q.push(("end", timestamp_to_millis(end).to_string()));
     }
-    push_bool(&mut q, "ip_blocklist", r.ip_blocklist);
-    push_bool(&mut q, "datacenter", r.datacenter);
+    push_bool(&mut q, "ip_blocklist", f.ip_blocklist);
+    push_bool(&mut q, "datacenter", f.datacenter);
     q
-}
-
-/// FNV-1a: a stable, non-reversible-enough tag of the key for cache identity only.
-fn digest(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }

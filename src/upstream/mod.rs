@@ -15,7 +15,7 @@ use serde_json::{Map, Value as Json};
 use tracing::{Instrument, field};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::error::{ApiError, Error, Upstream};
+use crate::error::{ApiError, Error, Resource, Upstream};
 
 /// What an upstream answered successfully: its JSON object.
 pub type JsonObject = Map<String, Json>;
@@ -67,6 +67,7 @@ impl Http {
     pub async fn send(
         &self,
         upstream: Upstream,
+        resource: Resource,
         shape: ErrorShape,
         request: RequestBuilder,
         secrets: &[&str],
@@ -85,7 +86,7 @@ impl Http {
             http.response.status_code = field::Empty,
             otel.status_code = field::Empty,
         );
-        self.exchange(upstream, shape, request, secrets)
+        self.exchange(upstream, resource, shape, request, secrets)
             .instrument(span)
             .await
     }
@@ -93,6 +94,7 @@ impl Http {
     async fn exchange(
         &self,
         upstream: Upstream,
+        resource: Resource,
         shape: ErrorShape,
         mut request: reqwest::Request,
         secrets: &[&str],
@@ -127,12 +129,15 @@ impl Http {
         let status = response.status();
         span.record("http.response.status_code", status.as_u16());
         let retry_after = retry_after(response.headers());
+        // Upstream text the gateway may echo: shortened, and scrubbed of secrets.
         let content_type = response
             .headers()
             .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("none")
-            .to_owned();
+            .map(|v| {
+                let text = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                scrub(truncate(text, 64), secrets)
+            })
+            .unwrap_or_else(|| "none".to_owned());
         let body = self.read_body(upstream, response).await;
         crate::metrics::METRICS.upstream(name, Some(status.as_u16()), started);
         let body = body?;
@@ -161,6 +166,7 @@ impl Http {
         span.record("otel.status_code", "ERROR");
         Err(Error::Api(api_error(
             upstream,
+            resource,
             shape,
             status,
             &body,
@@ -242,8 +248,10 @@ fn retry_after(headers: &header::HeaderMap) -> Option<Duration> {
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn api_error(
     upstream: Upstream,
+    resource: Resource,
     shape: ErrorShape,
     status: StatusCode,
     body: &[u8],
@@ -253,6 +261,7 @@ fn api_error(
 ) -> ApiError {
     let mut err = ApiError {
         upstream,
+        resource,
         status: status.as_u16(),
         code: None,
         message: None,
@@ -284,7 +293,7 @@ fn api_error(
     }
     err.message = err.message.map(|m| scrub(truncate(m, 512), secrets));
     err.code = err.code.map(|c| scrub(truncate(c, 128), secrets));
-    err.request_id = err.request_id.map(|r| truncate(r, 128));
+    err.request_id = err.request_id.map(|r| scrub(truncate(r, 128), secrets));
     err
 }
 
@@ -315,6 +324,14 @@ fn scrub(text: String, secrets: &[&str]) -> String {
         .fold(text, |t, s| t.replace(s, "[redacted]"))
 }
 
+/// A digest that names an upstream account in cache keys and page tokens without
+/// revealing its secret: the first 16 bytes of SHA-256, in hex.
+pub fn account_digest(secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(secret.as_bytes());
+    hash.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,6 +347,7 @@ mod tests {
     fn echoed_secrets_are_scrubbed() {
         let e = api_error(
             Upstream::Fingerprint,
+            Resource::Event,
             ErrorShape::Fingerprint,
             StatusCode::FORBIDDEN,
             br#"{"error":{"code":"secret_api_key_not_found","message":"key sk_123456 unknown"}}"#,

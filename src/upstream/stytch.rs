@@ -5,12 +5,9 @@ use serde_json::{Map, Value as Json, json};
 
 use super::{ErrorShape, Http, JsonObject};
 use crate::config::StytchConfig;
-use crate::convert::stytch as convert;
-use crate::error::{Error, Upstream};
+use crate::error::{Error, Resource, Upstream};
 use crate::proto::v1::{
-    Action, ListRulesRequest, ListRulesResponse, ListVerdictReasonsRequest,
-    ListVerdictReasonsResponse, LookupTelemetryRequest, LookupTelemetryResponse, SetRuleRequest,
-    SetRuleResponse, SetVerdictReasonOverrideRequest, SetVerdictReasonOverrideResponse,
+    Action, LookupTelemetryRequest, SetRuleRequest, SetVerdictReasonOverrideRequest,
     set_rule_request::Identifier,
 };
 
@@ -27,7 +24,12 @@ pub struct StytchClient {
 impl StytchClient {
     /// A client.
     pub fn new(http: Http, config: StytchConfig) -> Self {
-        let identity = format!("{}|{}", config.base_url, config.project_id);
+        let identity = format!(
+            "{}|{}|{}",
+            config.base_url,
+            config.project_id,
+            super::account_digest(config.secret.expose())
+        );
         Self {
             http,
             config,
@@ -41,10 +43,7 @@ impl StytchClient {
     }
 
     /// `POST /v1/fingerprint/lookup`.
-    pub async fn lookup(
-        &self,
-        req: &LookupTelemetryRequest,
-    ) -> Result<LookupTelemetryResponse, Error> {
+    pub async fn lookup(&self, req: &LookupTelemetryRequest) -> Result<JsonObject, Error> {
         let mut body = Map::new();
         body.insert(
             "telemetry_id".to_owned(),
@@ -65,39 +64,42 @@ impl StytchClient {
                 body.insert("external_metadata".to_owned(), Json::Object(m));
             }
         }
-        let answer = self
-            .post(&["v1", "fingerprint", "lookup"], Json::Object(body))
-            .await?;
-        Ok(convert::lookup(answer))
+        self.post(
+            Resource::Telemetry,
+            &["v1", "fingerprint", "lookup"],
+            Json::Object(body),
+        )
+        .await
     }
 
-    /// `POST /v1/rules/list`.
-    pub async fn list_rules(&self, req: &ListRulesRequest) -> Result<ListRulesResponse, Error> {
+    /// `POST /v1/rules/list`: at most `limit` rules after `cursor` ("" for the first page).
+    pub async fn list_rules(&self, limit: u32, cursor: &str) -> Result<JsonObject, Error> {
         let mut body = Map::new();
-        if let Some(limit) = req.limit {
-            body.insert("limit".to_owned(), json!(limit));
+        body.insert("limit".to_owned(), json!(limit));
+        if !cursor.is_empty() {
+            body.insert("cursor".to_owned(), Json::String(cursor.to_owned()));
         }
-        if !req.cursor.is_empty() {
-            body.insert("cursor".to_owned(), Json::String(req.cursor.clone()));
-        }
-        let answer = self
-            .post(&["v1", "rules", "list"], Json::Object(body))
-            .await?;
-        Ok(convert::rules(answer))
+        self.post(
+            Resource::Collection,
+            &["v1", "rules", "list"],
+            Json::Object(body),
+        )
+        .await
     }
 
     /// `POST /v1/verdict_reasons/list`.
-    pub async fn list_verdict_reasons(
-        &self,
-        req: &ListVerdictReasonsRequest,
-    ) -> Result<ListVerdictReasonsResponse, Error> {
-        let body = json!({ "overrides_only": req.overrides_only });
-        let answer = self.post(&["v1", "verdict_reasons", "list"], body).await?;
-        Ok(convert::verdict_reasons(answer))
+    pub async fn list_verdict_reasons(&self, overrides_only: bool) -> Result<JsonObject, Error> {
+        let body = json!({ "overrides_only": overrides_only });
+        self.post(
+            Resource::Collection,
+            &["v1", "verdict_reasons", "list"],
+            body,
+        )
+        .await
     }
 
     /// `POST /v1/rules/set`.
-    pub async fn set_rule(&self, req: &SetRuleRequest) -> Result<SetRuleResponse, Error> {
+    pub async fn set_rule(&self, req: &SetRuleRequest) -> Result<JsonObject, Error> {
         let mut body = Map::new();
         body.insert(
             "action".to_owned(),
@@ -116,17 +118,19 @@ impl StytchClient {
         if let Some(minutes) = req.expires_in_minutes {
             body.insert("expires_in_minutes".to_owned(), json!(minutes));
         }
-        let answer = self
-            .post(&["v1", "rules", "set"], Json::Object(body))
-            .await?;
-        Ok(convert::set_rule(answer))
+        self.post(
+            Resource::Collection,
+            &["v1", "rules", "set"],
+            Json::Object(body),
+        )
+        .await
     }
 
     /// `POST /v1/verdict_reasons/override`.
     pub async fn set_verdict_reason_override(
         &self,
         req: &SetVerdictReasonOverrideRequest,
-    ) -> Result<SetVerdictReasonOverrideResponse, Error> {
+    ) -> Result<JsonObject, Error> {
         let mut body = Map::new();
         body.insert(
             "verdict_reason".to_owned(),
@@ -142,13 +146,20 @@ impl StytchClient {
                 Json::String(req.override_description.clone()),
             );
         }
-        let answer = self
-            .post(&["v1", "verdict_reasons", "override"], Json::Object(body))
-            .await?;
-        Ok(convert::verdict_reason_override(answer))
+        self.post(
+            Resource::Collection,
+            &["v1", "verdict_reasons", "override"],
+            Json::Object(body),
+        )
+        .await
     }
 
-    async fn post(&self, segments: &[&str], body: Json) -> Result<JsonObject, Error> {
+    async fn post(
+        &self,
+        resource: Resource,
+        segments: &[&str],
+        body: Json,
+    ) -> Result<JsonObject, Error> {
         let url = self.url(segments);
         // `.json()` sets `Content-Type: application/json` exactly, as Stytch requires.
         let request = self
@@ -160,6 +171,7 @@ impl StytchClient {
         self.http
             .send(
                 Upstream::Stytch,
+                resource,
                 ErrorShape::Stytch,
                 request,
                 &[self.config.secret.expose()],

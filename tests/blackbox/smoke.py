@@ -43,14 +43,14 @@ def main() -> int:
     assert event["eventId"] == "1770000000000.abcdef", event
     assert len(event["identification"]["visitorId"]) == 20
     assert dict(meta.trailing_metadata() or []).get("x-cache") or True
-    answer, _ = call(fp, "GetVisits", {"visitor_id": "Ibk1527CUFmcnjLwIs4A9", "limit": 3})
-    assert len(answer.visits) == 3
-    answer, _ = call(fp, "SearchEvents", {"limit": 2, "bot": "bad"})
+    answer, _ = call(fp, "GetVisits", {"visitor_id": "Ibk1527CUFmcnjLwIs4A9", "page_size": 3})
+    assert len(answer.visits) == 3 and answer.next_page_token
+    answer, _ = call(fp, "SearchEvents", {"page_size": 2, "filter": {"bot": "bad"}})
     assert len(answer.events) == 2
     answer, _ = call(st, "LookupTelemetry", {"telemetry_id": "5f1c9a9e-3b7d", "external_metadata": {"external_id": "user-1"}})
     assert answer.verdict.action_raw in ("ALLOW", "CHALLENGE", "BLOCK")
-    answer, _ = call(st, "ListRules", {"limit": 2})
-    assert len(answer.rules) == 2 and answer.next_cursor
+    answer, _ = call(st, "ListRules", {"page_size": 2})
+    assert len(answer.rules) == 2 and answer.next_page_token
     answer, _ = call(st, "ListVerdictReasons", {})
     assert answer.verdict_reason_actions
 
@@ -79,6 +79,14 @@ def main() -> int:
                 info = error_details_pb2.RetryInfo()
                 d.Unpack(info)
                 assert info.retry_delay.seconds == 7
+            if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                d.Unpack(info)
+                assert info.reason == "UPSTREAM_RATE_LIMITED", info
+                assert info.domain == "fingerprint-gateway.internal", info
+                # The reason is a value of the contract's ErrorReason enum.
+                reasons = pool.FindEnumTypeByName("fingerprint.gateway.v1.ErrorReason")
+                assert info.reason in reasons.values_by_name, info.reason
     for bad in ("", "a/b", "x?y", "\u0000"):
         try:
             call(fp, "GetEvent", {"event_id": bad})
