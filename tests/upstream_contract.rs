@@ -149,8 +149,16 @@ async fn exercise(generation: Generation) -> Vec<Recorded> {
             filter: Some(EventFilter {
                 ip_blocklist: Some(true),
                 datacenter: Some(false),
+                proximity_precision_radius: Some(25),
                 ..Default::default()
             }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        fp.get_visits(GetVisitsRequest {
+            visitor_id: "Ibk1527CUFmcnjLwIs4A9".into(),
+            event_id: "1708102555327.NLOjmg".into(),
             ..Default::default()
         })
         .await

@@ -24,7 +24,7 @@ use crate::proto::v1::{
     VerifyWebhookSignatureResponse, fingerprint_service_server::FingerprintService,
 };
 use crate::rpc::Rpc;
-use crate::upstream::fingerprint::{FingerprintClient, V4_PAGE_MAX};
+use crate::upstream::fingerprint::{FingerprintClient, V4_PAGE_MAX, VisitsFilter};
 
 /// Default and largest `GetVisitsRequest.page_size` (v3's default and largest page;
 /// under v4 the gateway fetches several upstream pages).
@@ -173,6 +173,12 @@ fn check_filter(f: &EventFilter, generation: Generation) -> Result<(), Error> {
     ] {
         validate::tokens(field, values)?;
     }
+    if f.proximity_precision_radius.is_some_and(|r| r <= 0) {
+        return Err(Error::invalid(
+            "filter.proximity_precision_radius",
+            "must be a positive number of metres",
+        ));
+    }
     if let Some(score) = f.min_suspect_score
         && (!score.is_finite() || score < 0.0)
     {
@@ -210,6 +216,10 @@ fn check_filter(f: &EventFilter, generation: Generation) -> Result<(), Error> {
     let v3_only = [
         ("filter.ip_blocklist", f.ip_blocklist.is_some()),
         ("filter.datacenter", f.datacenter.is_some()),
+        (
+            "filter.proximity_precision_radius",
+            f.proximity_precision_radius.is_some(),
+        ),
     ];
     let lacking: &[(&'static str, bool)] = match generation {
         Generation::V3 => &v4_only,
@@ -301,8 +311,12 @@ impl FingerprintService for FingerprintApi {
         validate::window(("start", "end"), req.start.as_ref(), req.end.as_ref())?;
         let client = self.client()?;
         let generation = client.generation();
+        validate::optional_id("event_id", &req.event_id)?;
         if req.start.is_some() && generation == Generation::V3 {
             return Err(unsupported("start", Generation::V3).into());
+        }
+        if !req.event_id.is_empty() && generation == Generation::V4 {
+            return Err(unsupported("event_id", Generation::V4).into());
         }
         let binding = Binding::new(
             Rpc::GetVisits,
@@ -331,14 +345,13 @@ impl FingerprintService for FingerprintApi {
                     (req.visitor_id.clone(), page)
                 }
                 Generation::V3 => {
+                    let filter = VisitsFilter {
+                        event_id: &req.event_id,
+                        linked_id: &req.linked_id,
+                        end: req.end.as_ref(),
+                    };
                     let body = client
-                        .visits_v3(
-                            &req.visitor_id,
-                            &req.linked_id,
-                            size,
-                            &upstream_key,
-                            req.end.as_ref(),
-                        )
+                        .visits_v3(&req.visitor_id, filter, size, &upstream_key)
                         .await?;
                     convert::list::visits_page_v3(body, &req.visitor_id)
                 }

@@ -25,6 +25,17 @@ pub struct FingerprintClient {
 /// Query parameters of one upstream call, in order.
 type Query = Vec<(&'static str, String)>;
 
+/// The filters of a v3 visitor page.
+#[derive(Debug, Clone, Copy)]
+pub struct VisitsFilter<'a> {
+    /// Only the visit of this request id ("" for any).
+    pub event_id: &'a str,
+    /// Only visits with this linked id ("" for any).
+    pub linked_id: &'a str,
+    /// Only visits before this time.
+    pub end: Option<&'a Timestamp>,
+}
+
 // === impl FingerprintClient ===
 
 impl FingerprintClient {
@@ -104,15 +115,15 @@ impl FingerprintClient {
     pub async fn visits_v3(
         &self,
         visitor_id: &str,
-        linked_id: &str,
+        filter: VisitsFilter<'_>,
         size: u32,
         key: &str,
-        end: Option<&Timestamp>,
     ) -> Result<JsonObject, Error> {
         let mut query = vec![("limit", size.to_string())];
-        push(&mut query, "linked_id", linked_id);
+        push(&mut query, "request_id", filter.event_id);
+        push(&mut query, "linked_id", filter.linked_id);
         push(&mut query, "paginationKey", key);
-        if let Some(end) = end {
+        if let Some(end) = filter.end {
             query.push(("before", timestamp_to_millis(end).to_string()));
         }
         self.get(Resource::Visitor, &["visitors", visitor_id], &query)
@@ -331,5 +342,8 @@ fn search_query_v3(f: &EventFilter, size: u32, key: &str) -> Query {
     }
     push_bool(&mut q, "ip_blocklist", f.ip_blocklist);
     push_bool(&mut q, "datacenter", f.datacenter);
+    if let Some(radius) = f.proximity_precision_radius {
+        q.push(("proximity_precision_radius", radius.to_string()));
+    }
     q
 }
