@@ -1,6 +1,8 @@
 //! Test harness: a real sandbox upstream, the real gateway on 127.0.0.1:0, real clients.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod process;
+
 use std::{collections::HashMap, path::PathBuf, time::Duration};
 
 use fingerprint_gateway::{

@@ -1,0 +1,115 @@
+//! The gateway binary as a process, and the external tools some tests drive.
+
+use std::{
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_fingerprint-gateway");
+
+/// A command for the binary with a clean environment: nothing from the developer's
+/// shell leaks into a test.
+pub fn gateway(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear().args(args).envs(env.iter().copied());
+    cmd
+}
+
+/// A free loopback address.
+pub fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A running gateway process, killed when dropped (so a failing test leaves none).
+pub struct Running {
+    /// The process.
+    pub child: Child,
+    /// Where it serves gRPC.
+    pub addr: SocketAddr,
+}
+
+impl Running {
+    /// Starts `fingerprint-gateway --sandbox` on a free port with `env`, and waits until
+    /// it listens.
+    pub fn sandbox(env: &[(&str, &str)]) -> Self {
+        let addr = free_port();
+        let child = gateway(&["--sandbox", "--listen", &addr.to_string()], env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut running = Self { child, addr };
+        running.wait_until_listening();
+        running
+    }
+
+    /// Waits until the gateway accepts connections.
+    pub fn wait_until_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(self.addr).is_err() {
+            assert!(
+                self.child.try_wait().unwrap().is_none(),
+                "gateway exited early"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "gateway did not listen on {}",
+                self.addr
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM.
+    pub fn sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether an external tool is usable, by running `probe`. When it is not: fails the
+/// test if `require_var=1` (CI sets it), otherwise prints a `SKIPPED:` note.
+pub fn tool_ready(what: &str, probe: &mut Command, require_var: &str, install: &str) -> bool {
+    let ready = probe
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ready {
+        return true;
+    }
+    if std::env::var(require_var).is_ok_and(|v| v == "1") {
+        panic!("{require_var}=1 but {what} is missing: {install}");
+    }
+    eprintln!("SKIPPED: {what} not found ({install}); set {require_var}=1 to make this a failure");
+    false
+}
+
+/// Runs `cmd` in `dir` and fails with its output unless it succeeds.
+pub fn run_ok(what: &str, cmd: &mut Command, dir: &Path) -> Output {
+    let out = cmd.current_dir(dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
