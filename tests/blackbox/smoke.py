@@ -87,7 +87,15 @@ def main() -> int:
                 # The reason is a value of the contract's ErrorReason enum.
                 reasons = pool.FindEnumTypeByName("fingerprint.gateway.v1.ErrorReason")
                 assert info.reason in reasons.values_by_name, info.reason
-    for bad in ("", "a/b", "x?y", "\u0000"):
+    # A huge bad value: the status quotes a bounded prefix, so it fits grpcio's 16 KiB
+    # header limit and the caller sees INVALID_ARGUMENT, not its own RESOURCE_EXHAUSTED.
+    try:
+        call(fp, "SearchEvents", {"filter": {"ip_address": "z" * 20000}})
+        raise AssertionError("huge ip_address accepted")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
+        assert len(e.details()) < 300, len(e.details())
+    for bad in ("", "a/b", "x?y", "\u0000", "a\u202eb", "a\u200bb"):
         try:
             call(fp, "GetEvent", {"event_id": bad})
             raise AssertionError(f"{bad!r} accepted")
