@@ -784,25 +784,34 @@ async fn a_slow_reader_slows_the_paging_down() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn stream_waits_out_a_rate_limit_that_fits_the_deadline() {
-    let h = Harness::start().await;
-    let visitor = "many150abcdefghijklmno";
+/// Starts a stream whose first upstream page is refused with a 429 `Retry-After: wait`.
+async fn rate_limited_stream(
+    h: &Harness,
+    visitor: &str,
+    wait: &str,
+    deadline: Duration,
+) -> tonic::Streaming<fingerprint_gateway::proto::v1::StreamEventsResponse> {
     h.sandbox.control.script(
         Scripted::json(
             429,
             r#"{"error":{"code":"too_many_requests","message":"slow down"}}"#,
         )
-        .header("retry-after", "1"),
+        .header("retry-after", wait),
     );
     let mut request = tonic::Request::new(stream(visitor, 0));
-    request.set_timeout(Duration::from_secs(10));
-    let mut s = h
-        .fingerprint()
+    request.set_timeout(deadline);
+    h.fingerprint()
         .stream_events(request)
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+}
+
+#[tokio::test]
+async fn stream_waits_out_a_rate_limit_that_fits_the_deadline() {
+    let h = Harness::start().await;
+    let visitor = "many150abcdefghijklmno";
+    let mut s = rate_limited_stream(&h, visitor, "1", Duration::from_secs(10)).await;
     let mut n = 0;
     while let Some(m) = s.message().await.unwrap() {
         m.event.unwrap();
@@ -812,21 +821,7 @@ async fn stream_waits_out_a_rate_limit_that_fits_the_deadline() {
     assert_eq!(gets(&h), 3, "the refused page, then two pages");
 
     // A rate limit longer than the deadline ends the stream with the upstream's answer.
-    h.sandbox.control.script(
-        Scripted::json(
-            429,
-            r#"{"error":{"code":"too_many_requests","message":"slow down"}}"#,
-        )
-        .header("retry-after", "30"),
-    );
-    let mut request = tonic::Request::new(stream(visitor, 0));
-    request.set_timeout(Duration::from_secs(5));
-    let mut s = h
-        .fingerprint()
-        .stream_events(request)
-        .await
-        .unwrap()
-        .into_inner();
+    let mut s = rate_limited_stream(&h, visitor, "30", Duration::from_secs(5)).await;
     let err = s.message().await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
     assert_eq!(

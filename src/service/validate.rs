@@ -87,33 +87,12 @@ pub fn word(field: &'static str, value: &str) -> Result<(), Error> {
 
 /// A repeated filter of open-vocabulary words.
 pub fn words(field: &'static str, values: &[String]) -> Result<(), Error> {
-    if values.len() > MAX_LIST_LEN {
-        return Err(Error::invalid(
-            field,
-            format!("has more than {MAX_LIST_LEN} values"),
-        ));
-    }
-    for v in values {
-        if v.is_empty() {
-            return Err(Error::invalid(field, "contains an empty value"));
-        }
-        word(field, v)?;
-    }
-    Ok(())
+    each(field, values, word)
 }
 
-/// A repeated filter of short word-like tokens.
+/// A repeated filter of short free-text values (bot names, environments).
 pub fn tokens(field: &'static str, values: &[String]) -> Result<(), Error> {
-    if values.len() > MAX_LIST_LEN {
-        return Err(Error::invalid(
-            field,
-            format!("has more than {MAX_LIST_LEN} values"),
-        ));
-    }
-    for v in values {
-        if v.is_empty() {
-            return Err(Error::invalid(field, "contains an empty value"));
-        }
+    each(field, values, |field, v| {
         text(field, v)?;
         if v.len() > MAX_ID_BYTES {
             return Err(Error::invalid(
@@ -121,6 +100,27 @@ pub fn tokens(field: &'static str, values: &[String]) -> Result<(), Error> {
                 format!("has a value longer than {MAX_ID_BYTES} bytes"),
             ));
         }
+        Ok(())
+    })
+}
+
+/// A bounded list of non-empty values, each checked by `check`.
+fn each(
+    field: &'static str,
+    values: &[String],
+    check: impl Fn(&'static str, &str) -> Result<(), Error>,
+) -> Result<(), Error> {
+    if values.len() > MAX_LIST_LEN {
+        return Err(Error::invalid(
+            field,
+            format!("has more than {MAX_LIST_LEN} values"),
+        ));
+    }
+    for v in values {
+        if v.is_empty() {
+            return Err(Error::invalid(field, "contains an empty value"));
+        }
+        check(field, v)?;
     }
     Ok(())
 }
