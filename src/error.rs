@@ -68,6 +68,12 @@ pub enum Error {
         /// The missing setting.
         setting: &'static str,
     },
+    /// The request message is larger than the gateway reads.
+    #[error("the request is larger than {limit} bytes")]
+    RequestTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// The caller's deadline passed before the gateway could finish.
     #[error("the caller's deadline passed during {during}")]
     DeadlineExceeded {
@@ -317,6 +323,7 @@ impl Error {
             Self::Unsupported { .. } => (Code::FailedPrecondition, R::UnsupportedByUpstream),
             Self::NotConfigured { .. } => (Code::FailedPrecondition, R::NotConfigured),
             Self::DeadlineExceeded { .. } => (Code::DeadlineExceeded, R::DeadlineExceeded),
+            Self::RequestTooLarge { .. } => (Code::ResourceExhausted, R::RequestTooLarge),
             Self::Api(api) => api.classify(),
             Self::Timeout { .. } => (Code::DeadlineExceeded, R::UpstreamTimeout),
             Self::Connect { .. } => (Code::Unavailable, R::UpstreamUnavailable),
@@ -357,6 +364,7 @@ impl Error {
             Self::InvalidArgument { .. }
             | Self::Unsupported { .. }
             | Self::DeadlineExceeded { .. }
+            | Self::RequestTooLarge { .. }
             | Self::Sealed(_) => None,
         }
     }
@@ -431,6 +439,7 @@ impl Error {
                 self.to_string()
             }
             Self::DeadlineExceeded { .. }
+            | Self::RequestTooLarge { .. }
             | Self::Timeout { .. }
             | Self::Connect { .. }
             | Self::TooLarge { .. }
@@ -444,7 +453,13 @@ impl Error {
 
 fn log(err: &Error, code: Code) {
     match (err, code) {
-        (Error::InvalidArgument { .. } | Error::Unsupported { .. } | Error::Sealed(_), _)
+        (
+            Error::InvalidArgument { .. }
+            | Error::Unsupported { .. }
+            | Error::RequestTooLarge { .. }
+            | Error::Sealed(_),
+            _,
+        )
         | (Error::Api(_), Code::InvalidArgument | Code::NotFound) => {
             tracing::debug!(error = %err, "request refused");
         }

@@ -1,17 +1,23 @@
 //! Prometheus metrics: RPCs, the cache, and upstream calls, served as OpenMetrics text
 //! on `GATEWAY_METRICS_LISTEN` (`GET /metrics`).
+//!
+//! Every label comes from a closed set: the contract's RPCs, health and reflection, and
+//! one `unknown` for any other path, so callers cannot create series. Recording a call
+//! allocates nothing once its series exists. The registry belongs to one server
+//! (`serve` builds it), so tests read exact counts.
 
 use std::{
+    fmt::Write as _,
     future::Future,
     pin::Pin,
-    sync::{Arc, LazyLock},
+    sync::Arc,
     task::{Context, Poll},
     time::Instant,
 };
 
 use axum::{Router, http::header, response::IntoResponse, routing::get};
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
+    encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder, text::encode},
     metrics::{
         counter::Counter,
         family::Family,
@@ -21,41 +27,75 @@ use prometheus_client::{
 };
 use tokio::net::TcpListener;
 
-/// Labels of one RPC outcome.
+use crate::cache::CacheStatus;
+use crate::error::Upstream;
+use crate::rpc::Rpc;
+
+/// A gRPC method, as a label: ours, the platform's, or `unknown`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Method {
+    /// One of the contract's RPCs.
+    Rpc(Rpc),
+    /// `grpc.health.v1.Health/Check`.
+    HealthCheck,
+    /// `grpc.health.v1.Health/Watch`.
+    HealthWatch,
+    /// Server reflection, v1 or v1alpha.
+    Reflection,
+    /// Any other path.
+    Unknown,
+}
+
+/// A gRPC status code, as a label.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct CodeLabel(tonic::Code);
+
+/// An upstream's HTTP status, as a label (`error` when no answer arrived).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct HttpStatus(Option<u16>);
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RpcLabels {
-    /// `package.Service/Method`.
-    rpc: String,
-    /// gRPC status code name.
-    code: String,
+    rpc: Method,
+    code: CodeLabel,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RpcName {
-    rpc: String,
+    rpc: Method,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CacheLabels {
-    rpc: String,
-    result: String,
+    rpc: RpcShort,
+    result: CacheResult,
 }
+
+/// A cached RPC by its method name alone (`GetEvent`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct RpcShort(Rpc);
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct CacheResult(CacheStatus);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UpstreamLabels {
-    upstream: String,
-    /// HTTP status, or "error" when no answer arrived.
-    status: String,
+    upstream: UpstreamLabel,
+    status: HttpStatus,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UpstreamName {
-    upstream: String,
+    upstream: UpstreamLabel,
 }
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct UpstreamLabel(Upstream);
 
 type Seconds<L> = Family<L, Histogram, fn() -> Histogram>;
 
-/// The process's metrics.
+/// One server's metrics.
+#[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     rpcs: Family<RpcLabels, Counter>,
@@ -70,13 +110,78 @@ fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
-/// The process-wide metrics (one registry, like Prometheus' own clients).
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+// === impl Method ===
+
+impl Method {
+    /// The method served at an HTTP/2 path.
+    pub fn from_path(path: &str) -> Self {
+        if let Some(rpc) = Rpc::from_path(path) {
+            return Self::Rpc(rpc);
+        }
+        match path {
+            "/grpc.health.v1.Health/Check" => Self::HealthCheck,
+            "/grpc.health.v1.Health/Watch" => Self::HealthWatch,
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+            | "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo" => Self::Reflection,
+            _ => Self::Unknown,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Rpc(rpc) => rpc.path().trim_start_matches('/'),
+            Self::HealthCheck => "grpc.health.v1.Health/Check",
+            Self::HealthWatch => "grpc.health.v1.Health/Watch",
+            Self::Reflection => "grpc.reflection.ServerReflection/ServerReflectionInfo",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl EncodeLabelValue for Method {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.label())
+    }
+}
+
+impl EncodeLabelValue for CodeLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        write!(encoder, "{:?}", self.0)
+    }
+}
+
+impl EncodeLabelValue for HttpStatus {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        match self.0 {
+            Some(status) => write!(encoder, "{status}"),
+            None => encoder.write_str("error"),
+        }
+    }
+}
+
+impl EncodeLabelValue for RpcShort {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.0.name())
+    }
+}
+
+impl EncodeLabelValue for CacheResult {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.0.as_str())
+    }
+}
+
+impl EncodeLabelValue for UpstreamLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.0.label())
+    }
+}
 
 // === impl Metrics ===
 
 impl Metrics {
-    fn new() -> Self {
+    /// A fresh registry with the gateway's metrics.
+    pub fn new() -> Self {
         let mut registry = Registry::with_prefix("fpgw");
         let rpcs = Family::<RpcLabels, Counter>::default();
         let rpc_seconds: Seconds<RpcName> = Family::new_with_constructor(latency);
@@ -95,7 +200,7 @@ impl Metrics {
         );
         registry.register(
             "cache",
-            "read RPCs by cache outcome (hit, miss, bypass)",
+            "cached read RPCs by outcome (hit, miss, bypass)",
             cache.clone(),
         );
         registry.register(
@@ -119,43 +224,39 @@ impl Metrics {
     }
 
     /// Counts one answered RPC.
-    pub fn rpc(&self, rpc: &str, code: tonic::Code, started: Instant) {
-        let code = format!("{code:?}");
+    pub fn rpc(&self, method: Method, code: tonic::Code, started: Instant) {
         self.rpcs
             .get_or_create(&RpcLabels {
-                rpc: rpc.to_owned(),
-                code,
+                rpc: method,
+                code: CodeLabel(code),
             })
             .inc();
         self.rpc_seconds
-            .get_or_create(&RpcName {
-                rpc: rpc.to_owned(),
-            })
+            .get_or_create(&RpcName { rpc: method })
             .observe(started.elapsed().as_secs_f64());
     }
 
     /// Counts one cache outcome.
-    pub fn cache(&self, rpc: &str, result: &str) {
+    pub fn cache(&self, rpc: Rpc, status: CacheStatus) {
         self.cache
             .get_or_create(&CacheLabels {
-                rpc: rpc.to_owned(),
-                result: result.to_owned(),
+                rpc: RpcShort(rpc),
+                result: CacheResult(status),
             })
             .inc();
     }
 
     /// Counts one upstream call (`status` = None when no answer arrived).
-    pub fn upstream(&self, upstream: &str, status: Option<u16>, started: Instant) {
-        let status = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+    pub fn upstream(&self, upstream: Upstream, status: Option<u16>, started: Instant) {
         self.upstream
             .get_or_create(&UpstreamLabels {
-                upstream: upstream.to_owned(),
-                status,
+                upstream: UpstreamLabel(upstream),
+                status: HttpStatus(status),
             })
             .inc();
         self.upstream_seconds
             .get_or_create(&UpstreamName {
-                upstream: upstream.to_owned(),
+                upstream: UpstreamLabel(upstream),
             })
             .observe(started.elapsed().as_secs_f64());
     }
@@ -170,17 +271,27 @@ impl Metrics {
     }
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Serves `GET /metrics` on `listener` until `shutdown` completes.
-pub async fn serve(listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) {
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
     let app = Router::new().route(
         "/metrics",
-        get(|| async {
+        get(move || async move {
             (
                 [(
                     header::CONTENT_TYPE,
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 )],
-                METRICS.render(),
+                metrics.render(),
             )
                 .into_response()
         }),
@@ -193,21 +304,34 @@ pub async fn serve(listener: TcpListener, shutdown: impl Future<Output = ()> + S
     }
 }
 
-/// A tower layer that counts and times every gRPC call by its path and status.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RpcMetricsLayer;
+/// A tower layer that counts and times every gRPC call by its method and status.
+#[derive(Clone)]
+pub struct RpcMetricsLayer {
+    metrics: Arc<Metrics>,
+}
 
 /// The service [`RpcMetricsLayer`] wraps around the router.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RpcMetrics<S> {
     inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl RpcMetricsLayer {
+    /// The layer, recording into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics }
+    }
 }
 
 impl<S> tower::Layer<S> for RpcMetricsLayer {
     type Service = RpcMetrics<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RpcMetrics { inner }
+        RpcMetrics {
+            inner,
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
@@ -228,7 +352,8 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let started = Instant::now();
-        let rpc: Arc<str> = Arc::from(request.uri().path().trim_start_matches('/'));
+        let method = Method::from_path(request.uri().path());
+        let metrics = self.metrics.clone();
         let future = self.inner.call(request);
         Box::pin(async move {
             let response = future.await;
@@ -243,8 +368,25 @@ where
                     .map_or(tonic::Code::Ok, tonic::Code::from_i32),
                 Err(_) => tonic::Code::Unknown,
             };
-            METRICS.rpc(&rpc, code, started);
+            metrics.rpc(method, code, started);
             response
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_paths_share_one_series() {
+        let metrics = Metrics::new();
+        for i in 0..500 {
+            let method = Method::from_path(&format!("/made.Up/Method{i}"));
+            metrics.rpc(method, tonic::Code::Unimplemented, Instant::now());
+        }
+        let text = metrics.render();
+        assert_eq!(text.matches("fpgw_rpc_total{").count(), 1, "{text}");
+        assert!(text.contains(r#"fpgw_rpc_total{rpc="unknown",code="Unimplemented"} 500"#));
     }
 }

@@ -1,6 +1,6 @@
 //! The gRPC server: our services, health, reflection, tracing, graceful shutdown.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -8,8 +8,9 @@ use tokio::net::TcpListener;
 use tonic::transport::{Server, server::TcpIncoming};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, layer::CacheLayer};
 use crate::config::{Config, FingerprintConfig, Secret, StytchConfig};
+use crate::metrics::{Metrics, RpcMetricsLayer};
 use crate::proto::{
     self,
     v1::{
@@ -63,7 +64,12 @@ pub async fn serve(
     } else {
         None
     };
-    let http = Http::new(config.upstream_timeout, config.max_body_bytes)?;
+    let metrics = Arc::new(Metrics::new());
+    let http = Http::new(
+        config.upstream_timeout,
+        config.max_body_bytes,
+        metrics.clone(),
+    )?;
     let fingerprint = config
         .fingerprint
         .clone()
@@ -74,15 +80,14 @@ pub async fn serve(
         .stytch
         .clone()
         .map(|c| StytchClient::new(http.clone(), c));
-    let cache = Cache::new(config.cache.max_bytes);
+    let cache = Cache::new(config.cache.clone());
     let fingerprint_api = FingerprintApi::new(
         fingerprint,
         cache.clone(),
-        config.cache.clone(),
         config.sealed_result_keys.clone(),
         config.webhook_secrets.clone(),
     );
-    let stytch_api = StytchApi::new(stytch, cache, config.cache.clone());
+    let stytch_api = StytchApi::new(stytch, cache.clone());
 
     let (health, health_service) = tonic_health::server::health_reporter();
     // Each service reports SERVING only when its upstream is configured.
@@ -129,13 +134,13 @@ pub async fn serve(
     };
 
     // Metrics bind before serving, so a taken port fails start-up instead of later.
-    let metrics = match config.metrics_listen {
+    let metrics_listener = match config.metrics_listen {
         Some(addr) => Some(TcpListener::bind(addr).await?),
         None => None,
     };
     let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
-    let metrics_task = metrics.map(|listener| {
-        tokio::spawn(crate::metrics::serve(listener, async {
+    let metrics_task = metrics_listener.map(|listener| {
+        tokio::spawn(crate::metrics::serve(listener, metrics.clone(), async {
             let _ = metrics_stopped.await;
         }))
     });
@@ -147,8 +152,12 @@ pub async fn serve(
         .timeout(config.upstream_timeout * 6)
         // Keeps idle connections through proxies alive and finds dead peers.
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        // Outermost, so every call is counted and timed, including rejected ones.
-        .layer(crate::metrics::RpcMetricsLayer)
+        // Outermost, so every call is counted and timed, including rejected ones and
+        // cache hits.
+        .layer(RpcMetricsLayer::new(metrics.clone()))
+        // In front of the services: a hit is answered from its stored frame without
+        // reaching them; a miss reaches them once for all identical concurrent calls.
+        .layer(CacheLayer::new(cache, metrics.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

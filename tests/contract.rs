@@ -276,27 +276,48 @@ async fn verdict_reasons_page_like_every_other_list() {
     assert!(all.next_page_token.is_empty());
     let total = all.verdict_reason_actions.len();
     assert!(total >= 3, "{total}");
-    let mut token = String::new();
-    let mut walked = Vec::new();
-    loop {
-        let page = st
-            .list_verdict_reasons(ListVerdictReasonsRequest {
-                page_size: 2,
-                page_token: token,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(page.verdict_reason_actions.len() <= 2);
-        walked.extend(page.verdict_reason_actions);
-        token = page.next_page_token;
-        if token.is_empty() {
-            break;
-        }
-    }
+    let walk =
+        |mut st: fingerprint_gateway::proto::v1::stytch_service_client::StytchServiceClient<
+            tonic::transport::Channel,
+        >| async move {
+            let mut token = String::new();
+            let mut walked = Vec::new();
+            let mut pages = 0;
+            loop {
+                let page = st
+                    .list_verdict_reasons(ListVerdictReasonsRequest {
+                        page_size: 2,
+                        page_token: token,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert!(page.verdict_reason_actions.len() <= 2);
+                pages += 1;
+                walked.extend(page.verdict_reason_actions);
+                token = page.next_page_token;
+                if token.is_empty() {
+                    break;
+                }
+            }
+            (walked, pages)
+        };
+    let (walked, pages) = walk(h.stytch()).await;
     assert_eq!(walked, all.verdict_reason_actions);
-    assert_eq!(gets(&h), 1, "one upstream call, paged by the gateway");
+    assert!(pages > 1);
+    assert_eq!(
+        gets(&h),
+        1 + pages,
+        "one upstream call per page, paged by the gateway"
+    );
+    let (again, _) = walk(h.stytch()).await;
+    assert_eq!(again, walked);
+    assert_eq!(
+        gets(&h),
+        1 + pages,
+        "a second walk is answered from the cache"
+    );
     h.stop().await;
 }
 

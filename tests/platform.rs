@@ -244,23 +244,52 @@ async fn metrics_count_rpcs_cache_outcomes_and_upstream_calls() {
     })
     .await
     .unwrap_err();
-    let body = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    // Counters are process-wide and tests run in parallel: look for the series, not exact totals.
+    let scrape = || async {
+        reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let body = scrape().await;
+    // The registry is this server's own: counts are exact.
     for series in [
-        r#"fpgw_rpc_total{rpc="fingerprint.gateway.v1.FingerprintService/GetEvent",code="Ok"}"#,
-        r#"fpgw_rpc_total{rpc="fingerprint.gateway.v1.FingerprintService/GetEvent",code="InvalidArgument"}"#,
-        r#"fpgw_cache_total{rpc="GetEvent",result="hit"}"#,
-        r#"fpgw_cache_total{rpc="GetEvent",result="miss"}"#,
-        r#"fpgw_upstream_requests_total{upstream="fingerprint",status="200"}"#,
-        "fpgw_rpc_duration_seconds_bucket",
-        "fpgw_upstream_duration_seconds_count",
+        r#"fpgw_rpc_total{rpc="fingerprint.gateway.v1.FingerprintService/GetEvent",code="Ok"} 2"#,
+        r#"fpgw_rpc_total{rpc="fingerprint.gateway.v1.FingerprintService/GetEvent",code="InvalidArgument"} 1"#,
+        r#"fpgw_cache_total{rpc="GetEvent",result="hit"} 1"#,
+        r#"fpgw_cache_total{rpc="GetEvent",result="miss"} 2"#,
+        r#"fpgw_upstream_requests_total{upstream="fingerprint",status="200"} 1"#,
+        r#"fpgw_rpc_duration_seconds_count{rpc="fingerprint.gateway.v1.FingerprintService/GetEvent"} 3"#,
+        r#"fpgw_upstream_duration_seconds_count{upstream="fingerprint"} 1"#,
     ] {
         assert!(body.contains(series), "{series} missing from:\n{body}");
     }
+    // Made-up method paths cannot create series: they all count as `unknown`.
+    let series = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
+    let before = series(&scrape().await);
+    let mut grpc = tonic::client::Grpc::new(h.channel.clone());
+    for i in 0..500 {
+        grpc.ready().await.unwrap();
+        let path =
+            http::uri::PathAndQuery::try_from(format!("/made.up.Service/Method{i}")).unwrap();
+        let err = grpc
+            .unary::<_, (), _>(
+                tonic::Request::new(()),
+                path,
+                tonic_prost::ProstCodec::<(), ()>::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unimplemented);
+    }
+    let body = scrape().await;
+    assert!(
+        body.contains(r#"fpgw_rpc_total{rpc="unknown",code="Unimplemented"} 500"#),
+        "{body}"
+    );
+    let added = series(&body) - before;
+    // One counter and one histogram (16 buckets + sum + count + created) for `unknown`.
+    assert!(added <= 1 + 20, "{added} series added by 500 made-up paths");
     h.stop().await;
 }

@@ -11,13 +11,13 @@ use futures_util::Stream;
 use tonic::{Request, Response, Status};
 
 use super::page::{self, Binding};
-use super::{cache_mode, deadline, read_through, validate};
-use crate::cache::{Cache, Key, Tag};
-use crate::config::{CacheConfig, Generation, SealedKey, Secret};
+use super::{deadline, tagged, validate};
+use crate::cache::{Cache, Tag};
+use crate::config::{Generation, SealedKey, Secret};
 use crate::convert::{self, json::struct_to_json, list::EventPage};
 use crate::error::{Error, Upstream};
 use crate::proto::v1::{
-    DeleteVisitorDataRequest, DeleteVisitorDataResponse, EventFilter, GetEventRequest,
+    DeleteVisitorDataRequest, DeleteVisitorDataResponse, Event, EventFilter, GetEventRequest,
     GetEventResponse, GetVisitsRequest, GetVisitsResponse, SearchEventsRequest,
     SearchEventsResponse, StreamEventsRequest, StreamEventsResponse, UnsealEventRequest,
     UnsealEventResponse, UpdateEventRequest, UpdateEventResponse, VerifyWebhookSignatureRequest,
@@ -50,7 +50,6 @@ pub const NOT_READY_RETRY_BUDGET: Duration = Duration::from_secs(10);
 pub struct FingerprintApi {
     client: Option<Arc<FingerprintClient>>,
     cache: Cache,
-    ttl: CacheConfig,
     sealed_keys: Arc<[SealedKey]>,
     webhook_secrets: Arc<[Secret]>,
 }
@@ -67,7 +66,7 @@ struct StreamState {
     next_key: String,
     fetched_any: bool,
     /// The events of the current page not sent yet (at most one upstream page).
-    buffer: VecDeque<crate::proto::v1::Event>,
+    buffer: VecDeque<Event>,
     /// Envelope leftovers of the current page, sent with its first event.
     unmapped: Option<prost_types::Struct>,
     sent: u64,
@@ -83,14 +82,12 @@ impl FingerprintApi {
     pub fn new(
         client: Option<FingerprintClient>,
         cache: Cache,
-        ttl: CacheConfig,
         sealed_keys: Vec<SealedKey>,
         webhook_secrets: Vec<Secret>,
     ) -> Self {
         Self {
             client: client.map(Arc::new),
             cache,
-            ttl,
             sealed_keys: sealed_keys.into(),
             webhook_secrets: webhook_secrets.into(),
         }
@@ -262,6 +259,20 @@ async fn visits_v4(
     Ok(out)
 }
 
+/// The events and visitors in an answer, for the cache's invalidation.
+fn event_tags(events: &[Event]) -> Vec<Tag> {
+    let mut tags = Vec::with_capacity(events.len() * 2);
+    for e in events {
+        if !e.event_id.is_empty() {
+            tags.push(Tag::Event(e.event_id.clone()));
+        }
+        if let Some(ident) = &e.identification {
+            tags.push(Tag::Visitor(ident.visitor_id.clone()));
+        }
+    }
+    tags
+}
+
 fn unmapped(map: serde_json::Map<String, serde_json::Value>) -> Option<prost_types::Struct> {
     (!map.is_empty()).then(|| convert::json::to_struct(map))
 }
@@ -272,7 +283,6 @@ impl FingerprintService for FingerprintApi {
         &self,
         request: Request<GetEventRequest>,
     ) -> Result<Response<GetEventResponse>, Status> {
-        let mode = cache_mode(&request);
         let req = request.into_inner();
         validate::id("event_id", &req.event_id)?;
         validate::optional_id("ruleset_id", &req.ruleset_id)?;
@@ -281,30 +291,17 @@ impl FingerprintService for FingerprintApi {
         if !req.ruleset_id.is_empty() && generation == Generation::V3 {
             return Err(unsupported("ruleset_id", Generation::V3).into());
         }
-        let key = Key::new(Rpc::GetEvent, client.identity(), &req);
-        let fetch = async {
-            let body = client.get_event(&req.event_id, &req.ruleset_id).await?;
-            Ok(GetEventResponse {
-                event: Some(convert::event(generation, body)),
-            })
-        };
-        read_through(
-            &self.cache,
-            key,
-            self.ttl.get_event,
-            self.ttl.not_found,
-            mode,
-            fetch,
-        )
-        .await
+        let body = client.get_event(&req.event_id, &req.ruleset_id).await?;
+        let event = convert::event(generation, body);
+        let tags = event_tags(std::slice::from_ref(&event));
+        Ok(tagged(GetEventResponse { event: Some(event) }, tags))
     }
 
     async fn get_visits(
         &self,
         request: Request<GetVisitsRequest>,
     ) -> Result<Response<GetVisitsResponse>, Status> {
-        let mode = cache_mode(&request);
-        let mut req = request.into_inner();
+        let req = request.into_inner();
         validate::id("visitor_id", &req.visitor_id)?;
         let size = page::size("page_size", req.page_size, VISITS_PAGE.0, VISITS_PAGE.1)?;
         validate::text("linked_id", &req.linked_id)?;
@@ -328,58 +325,46 @@ impl FingerprintService for FingerprintApi {
             },
         );
         let upstream_key = binding.unwrap("page_token", &req.page_token)?;
-        // One cache entry per effective page, whatever size spelled it.
-        req.page_size = i32::try_from(size).unwrap_or(i32::MAX);
-        let key = Key::new(Rpc::GetVisits, client.identity(), &req);
-        let fetch = async {
-            let (visitor_id, page) = match generation {
-                Generation::V4 => {
-                    let filter = EventFilter {
-                        visitor_id: req.visitor_id.clone(),
-                        linked_id: req.linked_id.clone(),
-                        start: req.start,
-                        end: req.end,
-                        ..EventFilter::default()
-                    };
-                    let page = visits_v4(client, &filter, size, upstream_key).await?;
-                    (req.visitor_id.clone(), page)
-                }
-                Generation::V3 => {
-                    let filter = VisitsFilter {
-                        event_id: &req.event_id,
-                        linked_id: &req.linked_id,
-                        end: req.end.as_ref(),
-                    };
-                    let body = client
-                        .visits_v3(&req.visitor_id, filter, size, &upstream_key)
-                        .await?;
-                    convert::list::visits_page_v3(body, &req.visitor_id)
-                }
-            };
-            Ok(GetVisitsResponse {
-                visitor_id,
-                visits: page.events,
-                next_page_token: binding.wrap(&page.next_key),
-                unmapped: unmapped(page.unmapped),
-            })
+        let (visitor_id, page) = match generation {
+            Generation::V4 => {
+                let filter = EventFilter {
+                    visitor_id: req.visitor_id.clone(),
+                    linked_id: req.linked_id.clone(),
+                    start: req.start,
+                    end: req.end,
+                    ..EventFilter::default()
+                };
+                let page = visits_v4(client, &filter, size, upstream_key).await?;
+                (req.visitor_id.clone(), page)
+            }
+            Generation::V3 => {
+                let filter = VisitsFilter {
+                    event_id: &req.event_id,
+                    linked_id: &req.linked_id,
+                    end: req.end.as_ref(),
+                };
+                let body = client
+                    .visits_v3(&req.visitor_id, filter, size, &upstream_key)
+                    .await?;
+                convert::list::visits_page_v3(body, &req.visitor_id)
+            }
         };
-        read_through(
-            &self.cache,
-            key,
-            self.ttl.get_visits,
-            self.ttl.not_found,
-            mode,
-            fetch,
-        )
-        .await
+        let mut tags = event_tags(&page.events);
+        tags.push(Tag::Visitor(visitor_id.clone()));
+        let answer = GetVisitsResponse {
+            visitor_id,
+            visits: page.events,
+            next_page_token: binding.wrap(&page.next_key),
+            unmapped: unmapped(page.unmapped),
+        };
+        Ok(tagged(answer, tags))
     }
 
     async fn search_events(
         &self,
         request: Request<SearchEventsRequest>,
     ) -> Result<Response<SearchEventsResponse>, Status> {
-        let mode = cache_mode(&request);
-        let mut req = request.into_inner();
+        let req = request.into_inner();
         let client = self.client()?;
         let generation = client.generation();
         let filter = req.filter.clone().unwrap_or_default();
@@ -409,29 +394,18 @@ impl FingerprintService for FingerprintApi {
             },
         );
         let upstream_key = binding.unwrap("page_token", &req.page_token)?;
-        req.page_size = i32::try_from(size).unwrap_or(i32::MAX);
-        let key = Key::new(Rpc::SearchEvents, client.identity(), &req);
-        let fetch = async {
-            let body = client.search(&filter, size, &upstream_key, total).await?;
-            let page = convert::list::search_page(generation, body);
-            Ok(SearchEventsResponse {
-                events: page.events,
-                next_page_token: binding.wrap(&page.next_key),
-                total_size: page
-                    .total
-                    .map(|t| i32::try_from(t.clamp(0, i64::from(i32::MAX))).unwrap_or(i32::MAX)),
-                unmapped: unmapped(page.unmapped),
-            })
+        let body = client.search(&filter, size, &upstream_key, total).await?;
+        let page = convert::list::search_page(generation, body);
+        let tags = event_tags(&page.events);
+        let answer = SearchEventsResponse {
+            events: page.events,
+            next_page_token: binding.wrap(&page.next_key),
+            total_size: page
+                .total
+                .map(|t| i32::try_from(t.clamp(0, i64::from(i32::MAX))).unwrap_or(i32::MAX)),
+            unmapped: unmapped(page.unmapped),
         };
-        read_through(
-            &self.cache,
-            key,
-            self.ttl.search_events,
-            self.ttl.not_found,
-            mode,
-            fetch,
-        )
-        .await
+        Ok(tagged(answer, tags))
     }
 
     type StreamEventsStream = EventStream;

@@ -5,34 +5,11 @@ pub mod page;
 pub mod stytch;
 pub mod validate;
 
-use std::{future::Future, time::Duration};
+use std::time::Duration;
 
-use tonic::{Request, Response, Status, metadata::MetadataValue};
+use tonic::{Request, Response};
 
-use crate::cache::{Cache, CacheMode, CacheStatus, Key, Tagged};
-use crate::error::Error;
-
-/// How the caller lets this call use the cache (`cache-control` request metadata):
-/// `no-store` wins over `no-cache`.
-fn cache_mode<T>(request: &Request<T>) -> CacheMode {
-    let mut mode = CacheMode::Normal;
-    for directive in request
-        .metadata()
-        .get_all("cache-control")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-    {
-        if directive.eq_ignore_ascii_case("no-store") {
-            return CacheMode::NoStore;
-        }
-        if directive.eq_ignore_ascii_case("no-cache") {
-            mode = CacheMode::NoCache;
-        }
-    }
-    mode
-}
+use crate::cache::{Tag, Tags};
 
 /// The caller's deadline (`grpc-timeout`), if it set one.
 fn deadline<T>(request: &Request<T>) -> Option<Duration> {
@@ -50,34 +27,9 @@ fn deadline<T>(request: &Request<T>) -> Option<Duration> {
     })
 }
 
-/// The read path every cached read RPC shares: through the cache to `fetch`, then the
-/// answer with its `x-cache` metadata, or the error as a status.
-async fn read_through<T, F>(
-    cache: &Cache,
-    key: Key,
-    ttl: Duration,
-    not_found_ttl: Duration,
-    mode: CacheMode,
-    fetch: F,
-) -> Result<Response<T>, Status>
-where
-    T: prost::Message + Tagged + Clone + Send + Sync + 'static,
-    F: Future<Output = Result<T, Error>>,
-{
-    let rpc = key.rpc();
-    let (answer, status) = cache
-        .get_or_fetch(key, ttl, not_found_ttl, mode, fetch)
-        .await
-        .map_err(|e| e.to_status())?;
-    crate::metrics::METRICS.cache(rpc.name(), status.as_str());
-    Ok(respond(answer, status))
-}
-
-/// Wraps an answer, telling the caller where it came from.
-fn respond<T>(message: T, status: CacheStatus) -> Response<T> {
+/// An answer, with the events and visitors it contains for the cache's invalidation.
+fn tagged<T>(message: T, tags: Vec<Tag>) -> Response<T> {
     let mut response = Response::new(message);
-    response
-        .metadata_mut()
-        .insert("x-cache", MetadataValue::from_static(status.as_str()));
+    response.extensions_mut().insert(Tags(tags));
     response
 }

@@ -5,9 +5,8 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::page::{self, Binding};
-use super::{cache_mode, read_through, respond, validate};
-use crate::cache::{Cache, Key};
-use crate::config::CacheConfig;
+use super::validate;
+use crate::cache::Cache;
 use crate::convert::stytch as convert;
 use crate::error::{Error, Upstream, quote};
 use crate::proto::v1::{
@@ -31,18 +30,16 @@ pub const MAX_REASONS_PAGE: u32 = 1000;
 pub struct StytchApi {
     client: Option<Arc<StytchClient>>,
     cache: Cache,
-    ttl: CacheConfig,
 }
 
 // === impl StytchApi ===
 
 impl StytchApi {
     /// The service; `client` is `None` when Stytch is not configured.
-    pub fn new(client: Option<StytchClient>, cache: Cache, ttl: CacheConfig) -> Self {
+    pub fn new(client: Option<StytchClient>, cache: Cache) -> Self {
         Self {
             client: client.map(Arc::new),
             cache,
-            ttl,
         }
     }
 
@@ -61,7 +58,6 @@ impl StytchService for StytchApi {
         &self,
         request: Request<LookupTelemetryRequest>,
     ) -> Result<Response<LookupTelemetryResponse>, Status> {
-        let mode = cache_mode(&request);
         let req = request.into_inner();
         validate::id("telemetry_id", &req.telemetry_id)?;
         if let Some(meta) = &req.external_metadata {
@@ -73,25 +69,15 @@ impl StytchService for StytchApi {
             validate::metadata("external_metadata.user_action", meta.user_action.as_ref())?;
         }
         let client = self.client()?;
-        let key = Key::new(Rpc::LookupTelemetry, client.identity(), &req);
-        let fetch = async { Ok(convert::lookup(client.lookup(&req).await?)) };
-        read_through(
-            &self.cache,
-            key,
-            self.ttl.lookup_telemetry,
-            self.ttl.not_found,
-            mode,
-            fetch,
-        )
-        .await
+        let answer = convert::lookup(client.lookup(&req).await?);
+        Ok(Response::new(answer))
     }
 
     async fn list_rules(
         &self,
         request: Request<ListRulesRequest>,
     ) -> Result<Response<ListRulesResponse>, Status> {
-        let mode = cache_mode(&request);
-        let mut req = request.into_inner();
+        let req = request.into_inner();
         let size = page::size("page_size", req.page_size, RULES_PAGE.0, RULES_PAGE.1)?;
         let client = self.client()?;
         let binding = Binding::new(
@@ -100,29 +86,15 @@ impl StytchService for StytchApi {
             &ListRulesRequest::default(),
         );
         let cursor = binding.unwrap("page_token", &req.page_token)?;
-        req.page_size = i32::try_from(size).unwrap_or(i32::MAX);
-        let key = Key::new(Rpc::ListRules, client.identity(), &req);
-        let fetch = async {
-            let mut answer = convert::rules(client.list_rules(size, &cursor).await?);
-            answer.next_page_token = binding.wrap(&answer.next_page_token);
-            Ok(answer)
-        };
-        read_through(
-            &self.cache,
-            key,
-            self.ttl.list_rules,
-            self.ttl.not_found,
-            mode,
-            fetch,
-        )
-        .await
+        let mut answer = convert::rules(client.list_rules(size, &cursor).await?);
+        answer.next_page_token = binding.wrap(&answer.next_page_token);
+        Ok(Response::new(answer))
     }
 
     async fn list_verdict_reasons(
         &self,
         request: Request<ListVerdictReasonsRequest>,
     ) -> Result<Response<ListVerdictReasonsResponse>, Status> {
-        let mode = cache_mode(&request);
         let req = request.into_inner();
         let size = page::size(
             "page_size",
@@ -131,8 +103,7 @@ impl StytchService for StytchApi {
             MAX_REASONS_PAGE,
         )?;
         let client = self.client()?;
-        // Stytch answers every reason at once: the whole list is fetched (and cached)
-        // once, and the gateway pages it.
+        // Stytch answers every reason at once: the gateway pages that answer.
         let whole = ListVerdictReasonsRequest {
             overrides_only: req.overrides_only,
             ..ListVerdictReasonsRequest::default()
@@ -144,24 +115,8 @@ impl StytchService for StytchApi {
                 Error::invalid("page_token", "is not a page token of ListVerdictReasons")
             })?,
         };
-        let key = Key::new(Rpc::ListVerdictReasons, client.identity(), &whole);
-        let fetch = async {
-            Ok(convert::verdict_reasons(
-                client.list_verdict_reasons(req.overrides_only).await?,
-            ))
-        };
-        let (mut answer, status) = self
-            .cache
-            .get_or_fetch(
-                key,
-                self.ttl.list_verdict_reasons,
-                self.ttl.not_found,
-                mode,
-                fetch,
-            )
-            .await
-            .map_err(|e| e.to_status())?;
-        crate::metrics::METRICS.cache(Rpc::ListVerdictReasons.name(), status.as_str());
+        let mut answer =
+            convert::verdict_reasons(client.list_verdict_reasons(req.overrides_only).await?);
         let all = std::mem::take(&mut answer.verdict_reason_actions);
         let end = offset.saturating_add(size as usize).min(all.len());
         answer.verdict_reason_actions = all
@@ -171,7 +126,7 @@ impl StytchService for StytchApi {
         if end < all.len() {
             answer.next_page_token = binding.wrap(&end.to_string());
         }
-        Ok(respond(answer, status))
+        Ok(Response::new(answer))
     }
 
     async fn set_rule(

@@ -6,7 +6,10 @@
 pub mod fingerprint;
 pub mod stytch;
 
-use std::time::{Duration, SystemTime};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -16,6 +19,7 @@ use tracing::{Instrument, field};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::error::{ApiError, Error, Resource, Upstream};
+use crate::metrics::Metrics;
 
 /// What an upstream answered successfully: its JSON object.
 pub type JsonObject = Map<String, Json>;
@@ -26,6 +30,7 @@ pub struct Http {
     client: reqwest::Client,
     timeout: Duration,
     max_body: usize,
+    metrics: Arc<Metrics>,
 }
 
 /// How to read an upstream's error body.
@@ -40,8 +45,13 @@ pub enum ErrorShape {
 // === impl Http ===
 
 impl Http {
-    /// A client with the given per-call timeout and body bound.
-    pub fn new(timeout: Duration, max_body: usize) -> Result<Self, reqwest::Error> {
+    /// A client with the given per-call timeout and body bound, counting its calls in
+    /// `metrics`.
+    pub fn new(
+        timeout: Duration,
+        max_body: usize,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("fingerprint-gateway/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(timeout.min(Duration::from_secs(5)))
@@ -53,6 +63,7 @@ impl Http {
             client,
             timeout,
             max_body,
+            metrics,
         })
     }
 
@@ -107,12 +118,8 @@ impl Http {
             &mut opentelemetry_http::HeaderInjector(request.headers_mut()),
         );
         let started = std::time::Instant::now();
-        let name = match upstream {
-            Upstream::Fingerprint => "fingerprint",
-            Upstream::Stytch => "stytch",
-        };
         let response = self.client.execute(request).await.map_err(|source| {
-            crate::metrics::METRICS.upstream(name, None, started);
+            self.metrics.upstream(upstream, None, started);
             span.record("otel.status_code", "ERROR");
             if source.is_timeout() {
                 Error::Timeout {
@@ -139,7 +146,8 @@ impl Http {
             })
             .unwrap_or_else(|| "none".to_owned());
         let body = self.read_body(upstream, response).await;
-        crate::metrics::METRICS.upstream(name, Some(status.as_u16()), started);
+        self.metrics
+            .upstream(upstream, Some(status.as_u16()), started);
         let body = body?;
         if status.is_success() {
             // Writes may answer with no body at all.

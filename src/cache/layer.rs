@@ -1,0 +1,388 @@
+//! The cache in front of the gRPC services, as a tower layer.
+//!
+//! For a cached read RPC, it reads the request's single gRPC frame, keys the cache by
+//! the RPC and the message bytes, and answers a hit straight from the stored frame:
+//! no service, codec or prost work on the hot path. A miss reaches the service once for
+//! all identical concurrent calls; the service's answer is collected, kept (a success or
+//! a NOT_FOUND), and replayed to every waiter. Every other request passes through.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, header};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::{BodyExt, Full, Limited};
+use tonic::{Code, body::Body};
+
+use super::{Answer, Cache, CacheMode, CacheStatus, Entry, Key, Tags};
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::rpc::Rpc;
+
+/// Largest request body the layer reads, tonic's own decoding limit.
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// Puts the cache in front of the services it wraps.
+#[derive(Clone)]
+pub struct CacheLayer {
+    cache: Cache,
+    metrics: Arc<Metrics>,
+}
+
+/// The service [`CacheLayer`] wraps around the router.
+#[derive(Clone)]
+pub struct CacheService<S> {
+    inner: S,
+    cache: Cache,
+    metrics: Arc<Metrics>,
+}
+
+/// An answer body: the service's own, or one replayed from the cache.
+#[derive(Debug)]
+pub enum CachedBody {
+    /// The service's body, untouched.
+    Inner(Body),
+    /// One gRPC frame (absent for a trailers-only answer), then trailers.
+    Replay {
+        /// The frame, until it is sent.
+        data: Option<Bytes>,
+        /// The trailers, until they are sent.
+        trailers: Option<HeaderMap>,
+    },
+}
+
+/// What a miss collected from the service: an answer to replay to every waiter.
+#[derive(Debug)]
+struct Collected {
+    headers: HeaderMap,
+    data: Bytes,
+    trailers: Option<HeaderMap>,
+    tags: Tags,
+}
+
+// === impl CacheLayer ===
+
+impl CacheLayer {
+    /// The layer over `cache`, counting outcomes in `metrics`.
+    pub fn new(cache: Cache, metrics: Arc<Metrics>) -> Self {
+        Self { cache, metrics }
+    }
+}
+
+impl<S> tower::Layer<S> for CacheLayer {
+    type Service = CacheService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CacheService {
+            inner,
+            cache: self.cache.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+// === impl CacheService ===
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S> tower::Service<Request<Body>> for CacheService<S>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<CachedBody>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        // The ready service serves this call; a clone takes its place for the next one.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let rpc = Rpc::from_path(request.uri().path()).filter(|rpc| self.cache.caches(*rpc));
+        let Some(rpc) = rpc else {
+            return Box::pin(async move {
+                let response = inner.call(request).await?;
+                Ok(response.map(CachedBody::Inner))
+            });
+        };
+        let cache = self.cache.clone();
+        let metrics = self.metrics.clone();
+        Box::pin(async move {
+            let mode = cache_mode(request.headers());
+            if mode == CacheMode::NoStore {
+                let mut response = inner.call(request).await?;
+                mark(response.headers_mut(), CacheStatus::Bypass);
+                metrics.cache(rpc, CacheStatus::Bypass);
+                return Ok(response.map(CachedBody::Inner));
+            }
+            let (parts, body) = request.into_parts();
+            let body = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(_) => {
+                    return Ok(refuse(&Error::RequestTooLarge {
+                        limit: MAX_REQUEST_BYTES,
+                    }));
+                }
+            };
+            let Some(message) = single_frame(&body) else {
+                // Compressed or several frames: the service decodes it; nothing is kept.
+                let request = Request::from_parts(parts, Body::new(Full::new(body)));
+                let response = inner.call(request).await?;
+                return Ok(response.map(CachedBody::Inner));
+            };
+            let key = Key::new(rpc, message);
+            if mode == CacheMode::Normal
+                && let Some(entry) = cache.get(&key).await
+            {
+                metrics.cache(rpc, CacheStatus::Hit);
+                return Ok(replay(&entry.answer, CacheStatus::Hit));
+            }
+            let request = Request::from_parts(parts, Body::new(Full::new(body)));
+            let ttl = cache.ttl(rpc);
+            let not_found_ttl = cache.not_found_ttl();
+            let fetch = async move {
+                let collected = collect(inner.call(request).await).await;
+                match collected.keepable(ttl, not_found_ttl) {
+                    Some(entry) => Ok((entry, collected)),
+                    None => Err(collected),
+                }
+            };
+            if mode == CacheMode::NoCache {
+                let epoch = cache.epoch_of(rpc);
+                metrics.cache(rpc, CacheStatus::Bypass);
+                return Ok(match fetch.await {
+                    Ok((entry, collected)) => {
+                        cache.put(&key, entry, epoch).await;
+                        collected.into_response(CacheStatus::Bypass)
+                    }
+                    Err(collected) => collected.into_response(CacheStatus::Bypass),
+                });
+            }
+            // Only the call that runs `fetch` keeps the collected answer itself; the
+            // others replay the entry (or the shared failure).
+            let mut own = None;
+            let load = async {
+                let (entry, collected) = fetch.await?;
+                own = Some(collected);
+                Ok(entry)
+            };
+            let outcome = cache.load::<Collected, _>(&key, load).await;
+            Ok(match (outcome, own) {
+                (Ok(_), Some(collected)) => {
+                    metrics.cache(rpc, CacheStatus::Miss);
+                    collected.into_response(CacheStatus::Miss)
+                }
+                (Ok((entry, fresh)), None) => {
+                    let status = if fresh {
+                        CacheStatus::Miss
+                    } else {
+                        CacheStatus::Hit
+                    };
+                    metrics.cache(rpc, status);
+                    replay(&entry.answer, status)
+                }
+                (Err(shared), _) => {
+                    metrics.cache(rpc, CacheStatus::Miss);
+                    shared.replay(CacheStatus::Miss)
+                }
+            })
+        })
+    }
+}
+
+/// How the caller lets this call use the cache (`cache-control` request metadata):
+/// `no-store` wins over `no-cache`.
+pub fn cache_mode(headers: &HeaderMap) -> CacheMode {
+    let mut mode = CacheMode::Normal;
+    for directive in headers
+        .get_all("cache-control")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+    {
+        if directive.eq_ignore_ascii_case("no-store") {
+            return CacheMode::NoStore;
+        }
+        if directive.eq_ignore_ascii_case("no-cache") {
+            mode = CacheMode::NoCache;
+        }
+    }
+    mode
+}
+
+/// The message inside a body that is exactly one uncompressed gRPC frame.
+fn single_frame(body: &Bytes) -> Option<Bytes> {
+    let (&flag, rest) = body.split_first()?;
+    let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    (flag == 0 && rest.len() == 4 + len).then(|| body.slice(5..))
+}
+
+fn mark(headers: &mut HeaderMap, status: CacheStatus) {
+    headers.insert("x-cache", HeaderValue::from_static(status.as_str()));
+}
+
+/// An answer replayed from the cache.
+fn replay(answer: &Answer, status: CacheStatus) -> Response<CachedBody> {
+    match answer {
+        Answer::Message(frame) => {
+            let mut headers = HeaderMap::with_capacity(2);
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            let mut trailers = HeaderMap::with_capacity(1);
+            trailers.insert("grpc-status", HeaderValue::from_static("0"));
+            response(headers, Some(frame.clone()), Some(trailers), status)
+        }
+        Answer::Status(headers) => response((**headers).clone(), None, None, status),
+    }
+}
+
+fn response(
+    mut headers: HeaderMap,
+    data: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+    status: CacheStatus,
+) -> Response<CachedBody> {
+    mark(&mut headers, status);
+    let mut response = Response::new(CachedBody::Replay { data, trailers });
+    *response.headers_mut() = headers;
+    response
+}
+
+/// A request the layer cannot read, answered through the one error mapping.
+fn refuse(error: &Error) -> Response<CachedBody> {
+    let (parts, _) = error.to_status().into_http::<()>().into_parts();
+    response(parts.headers, None, None, CacheStatus::Bypass)
+}
+
+/// Reads a service answer to its end.
+async fn collect(response: Result<Response<Body>, Infallible>) -> Collected {
+    let response = match response {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    let (mut parts, body) = response.into_parts();
+    let tags = parts.extensions.remove::<Tags>().unwrap_or_default();
+    match body.collect().await {
+        Ok(collected) => {
+            let trailers = collected.trailers().cloned();
+            Collected {
+                headers: parts.headers,
+                data: collected.to_bytes(),
+                trailers,
+                tags,
+            }
+        }
+        // The body failed half-way: answer with its status, keep nothing.
+        Err(status) => {
+            let (parts, _) = status.into_http::<()>().into_parts();
+            Collected {
+                headers: parts.headers,
+                data: Bytes::new(),
+                trailers: None,
+                tags: Tags::default(),
+            }
+        }
+    }
+}
+
+// === impl Collected ===
+
+impl Collected {
+    /// The gRPC status of the answer: from the trailers, or from the headers of a
+    /// trailers-only answer.
+    fn code(&self) -> Code {
+        let status = self
+            .trailers
+            .as_ref()
+            .and_then(|t| t.get("grpc-status"))
+            .or_else(|| self.headers.get("grpc-status"));
+        status
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i32>().ok())
+            .map_or(Code::Unknown, Code::from_i32)
+    }
+
+    /// The entry to keep for this answer, if it is one to keep.
+    fn keepable(
+        &self,
+        ttl: std::time::Duration,
+        not_found_ttl: std::time::Duration,
+    ) -> Option<Entry> {
+        match self.code() {
+            Code::Ok if !self.data.is_empty() => {
+                Some(Entry::message(&self.data, self.tags.0.clone(), ttl))
+            }
+            Code::NotFound if self.trailers.is_none() && !not_found_ttl.is_zero() => {
+                let mut headers = self.headers.clone();
+                headers.remove("x-cache");
+                Some(Entry::status(headers, not_found_ttl))
+            }
+            _ => None,
+        }
+    }
+
+    fn into_response(self, status: CacheStatus) -> Response<CachedBody> {
+        let data = (!self.data.is_empty()).then_some(self.data);
+        response(self.headers, data, self.trailers, status)
+    }
+
+    /// The same answer for another waiter.
+    fn replay(&self, status: CacheStatus) -> Response<CachedBody> {
+        let data = (!self.data.is_empty()).then(|| self.data.clone());
+        response(self.headers.clone(), data, self.trailers.clone(), status)
+    }
+}
+
+// === impl CachedBody ===
+
+impl HttpBody for CachedBody {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            Self::Inner(body) => Pin::new(body).poll_frame(cx),
+            Self::Replay { data, trailers } => {
+                if let Some(data) = data.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Inner(body) => body.is_end_stream(),
+            Self::Replay { data, trailers } => data.is_none() && trailers.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Inner(body) => body.size_hint(),
+            Self::Replay { data, .. } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+        }
+    }
+}
