@@ -1,28 +1,48 @@
 #!/usr/bin/env bash
-# Throughput and latency of the gateway, measured with h2load against a release build in
-# sandbox mode. The baseline, measured in the same run against the same server, is the
-# gRPC health Check: a tiny precomputed answer, so the ratio shows what GetEvent's work
-# (cache lookup, a ~3 KB event, metadata) costs on top of tonic itself.
+# The gateway against its ceilings, measured side by side in one run (see README.md):
 #
-#   bench/run.sh [REQUESTS]      (default 1000000; shorter runs scatter widely)
+#   bench/run.sh [REQUESTS]      (default 1000000 per hot-path run; fewer scatter widely)
+#   SKIP_MEMORY=1 bench/run.sh   (throughput and latency only)
 #
-# Needs h2load (Debian package nghttp2-client; installed if missing and root).
+# 1. a bare tonic server (bench/src/bin/bare_server.rs) answering the gateway's own
+#    encoded GetEvent answer as fixed Bytes, and its health Check;
+# 2. the gateway's health Check;
+# 3. GetEvent from the gateway's cache;
+# 4. GetEvent with `cache-control: no-cache` against a local upstream that answers a
+#    fixed event after 20 ms (bench/src/bin/fixed_upstream.rs);
+# 5. plain reqwest GETs of that upstream URL (bench/src/bin/load.rs), what a service does
+#    without the gateway;
+# then RSS with the cache full, of the sandbox under load, and after 10,000 made-up
+# method paths. Needs h2load (Debian nghttp2-client; installed when missing and root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
-if ! command -v h2load >/dev/null; then
-  apt-get install -y -qq nghttp2-client >/dev/null
-fi
-cargo build --release --quiet
-PORT=${PORT:-50599}
-GATEWAY_CACHE_TTL_GET_EVENT=1h ./target/release/fingerprint-gateway --sandbox --listen 127.0.0.1:$PORT >/tmp/fpgw-bench.log 2>&1 &
-GW=$!
-trap 'kill $GW 2>/dev/null || true' EXIT
-for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+command -v h2load >/dev/null || apt-get install -y -qq nghttp2-client >/dev/null
+cargo build --release --quiet -p fingerprint-gateway -p fingerprint-gateway-bench
+bin=target/release
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
 
-dir=$(mktemp -d)
-# gRPC frames: 1 byte flag, 4 bytes length, protobuf message.
-python3 - "$dir" <<'PY'
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.05; done; echo "nothing on $1" >&2; exit 1; }
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+UP=$(port) GW=$(port) BARE=$(port) METRICS=$(port)
+"$bin/fixed_upstream" "127.0.0.1:$UP" 20 2>/dev/null & pids+=($!)
+"$bin/bare_server" "127.0.0.1:$BARE" 2>"$work/bare.log" & pids+=($!)
+env -i PATH="$PATH" GATEWAY_LISTEN="127.0.0.1:$GW" GATEWAY_METRICS_LISTEN="127.0.0.1:$METRICS" \
+    FINGERPRINT_API_BASE_URL="http://127.0.0.1:$UP" FINGERPRINT_SECRET_API_KEY=bench-key \
+    GATEWAY_CACHE_TTL_GET_EVENT=1h "$bin/fingerprint-gateway" 2>"$work/gw.log" & pids+=($!)
+GW_PID=$!
+wait_port "$UP"; wait_port "$BARE"; wait_port "$GW"
+
+# gRPC frames: flag, 4-byte length, message.
+python3 - "$work" <<'PY'
 import struct, sys
 d = sys.argv[1]
 def frame(msg): return b"\0" + struct.pack(">I", len(msg)) + msg
@@ -31,34 +51,82 @@ open(f"{d}/health", "wb").write(frame(b""))
 open(f"{d}/get_event", "wb").write(frame(string_field(1, "1770000000000.abcdef")))
 PY
 
-run() { # name path file concurrency streams requests [extra h2load args]
-  local name=$1 path=$2 file=$3 c=$4 m=$5 n=$6; shift 6
-  local out
-  out=$(h2load -n "$n" -c "$c" -m "$m" -H 'content-type: application/grpc' -H 'te: trailers' "$@" \
-        -d "$file" "http://127.0.0.1:$PORT$path" 2>&1)
-  local rps ok p50 p99
-  rps=$(sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' <<<"$out")
-  ok=$(sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p' <<<"$out")
-  read -r p50 p99 < <(python3 - "$out" <<'PY'
+h2() { # name port path file concurrency streams requests [extra h2load args]
+    local name=$1 p=$2 path=$3 file=$4 c=$5 m=$6 n=$7; shift 7
+    local out
+    rm -f "$work/h2.log"
+    out=$(h2load -n "$n" -c "$c" -m "$m" -H 'content-type: application/grpc' -H 'te: trailers' "$@" \
+        --log-file="$work/h2.log" -d "$file" "http://127.0.0.1:$p$path" 2>&1)
+    python3 - "$name" "$((c * m))" "$work/h2.log" "$out" <<'PY'
 import re, sys
-m = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", sys.argv[1])
-print(m.group(3) if m else "?", m.group(2) if m else "?")
+name, inflight, log, out = sys.argv[1:5]
+rps = re.search(r"finished in .*?, ([0-9.]+) req/s", out)
+ok = re.search(r"requests: .* (\d+) succeeded", out)
+lat = sorted(int(line.split("\t")[2]) for line in open(log) if line.strip())
+at = lambda q: lat[round((len(lat) - 1) * q)] / 1000
+print(f"{name:<40} {inflight:>4} in flight {float(rps.group(1)) if rps else 0:>10.0f} req/s"
+      f"  mean {sum(lat) / len(lat) / 1000:7.3f} ms  p50 {at(0.5):7.3f} ms  p99 {at(0.99):7.3f} ms"
+      f"  ({ok.group(1) if ok else '?'} ok)")
 PY
-)
-  printf '%-34s %6s in flight  %10s req/s  mean %-9s max %-9s (%s ok)\n' "$name" "$((c*m))" "$rps" "$p50" "$p99" "$ok"
 }
-
-# Warm the cache entry the hit runs read.
-h2load -n 10 -c 1 -m 1 -H 'content-type: application/grpc' -H 'te: trailers' -d "$dir/get_event" \
-  "http://127.0.0.1:$PORT/fingerprint.gateway.v1.FingerprintService/GetEvent" >/dev/null
 
 HEALTH=/grpc.health.v1.Health/Check
 EVENT=/fingerprint.gateway.v1.FingerprintService/GetEvent
-for load in "16 32" "4 16" "1 1"; do
-  read -r c m <<<"$load"
-  n=$N; [ "$c" = 1 ] && n=$((N / 10))
-  run "baseline: Health/Check" $HEALTH "$dir/health" "$c" "$m" "$n"
-  run "GetEvent, cache hit" $EVENT "$dir/get_event" "$c" "$m" "$n"
+h2load -n 10 -c 1 -m 1 -H 'content-type: application/grpc' -H 'te: trailers' -d "$work/get_event" \
+    "http://127.0.0.1:$GW$EVENT" >/dev/null
+echo "== hot path: $N requests per run (1 in flight: N/10), bare server and gateway alternating"
+grep -o 'answers [0-9]* bytes' "$work/bare.log" | sed 's/^/   GetEvent /'
+for load in "1 1" "4 16" "16 32"; do
+    read -r c m <<<"$load"
+    n=$N
+    [ "$c" = 1 ] && n=$((N / 10))
+    for round in 1 2; do
+        h2 "bare tonic: GetEvent (fixed Bytes)" "$BARE" $EVENT "$work/get_event" "$c" "$m" "$n"
+        h2 "gateway: GetEvent, cache hit" "$GW" $EVENT "$work/get_event" "$c" "$m" "$n"
+        h2 "bare tonic: Health/Check" "$BARE" $HEALTH "$work/health" "$c" "$m" "$n"
+        h2 "gateway: Health/Check" "$GW" $HEALTH "$work/health" "$c" "$m" "$n"
+    done
 done
-# The miss path: every call goes to the sandbox over HTTP (and the sandbox builds the event).
-run "GetEvent, no-cache (upstream call)" $EVENT "$dir/get_event" 16 8 $((N / 20)) -H 'cache-control: no-cache'
+
+echo "== miss path: upstream answers after 20 ms, 64 in flight"
+MISS=${MISS:-20000}
+for round in 1 2; do
+    h2 "gateway: GetEvent, no-cache" "$GW" $EVENT "$work/get_event" 4 16 "$MISS" -H 'cache-control: no-cache'
+    printf '%-40s   64 in flight %s\n' "direct reqwest GET of the upstream" \
+        "$("$bin/load" direct "http://127.0.0.1:$UP/v4/events/1770000000000.abcdef" 64 "$MISS")"
+done
+
+[ "${SKIP_MEMORY:-}" = 1 ] && exit 0
+
+echo "== memory"
+for max in 8388608 67108864; do
+    P=$(port)
+    env -i PATH="$PATH" GATEWAY_LISTEN="127.0.0.1:$P" FINGERPRINT_API_BASE_URL="http://127.0.0.1:$UP" \
+        FINGERPRINT_SECRET_API_KEY=bench-key GATEWAY_CACHE_TTL_GET_EVENT=1h GATEWAY_CACHE_MAX_BYTES=$max \
+        RUST_LOG=warn "$bin/fingerprint-gateway" 2>/dev/null & pids+=($!)
+    pid=$!
+    wait_port "$P"
+    "$bin/load" fill "127.0.0.1:$P" 2000 64 >/dev/null
+    before=$(rss_kib "$pid")
+    "$bin/load" fill "127.0.0.1:$P" 100000 256 >/dev/null
+    after=$(rss_kib "$pid")
+    python3 -c "b,a,m=$before,$after,$max; print(f'gateway, 100,000 distinct events into a {m/1048576:.0f} MiB cache: RSS {b/1024:.1f} -> {a/1024:.1f} MiB, growth {(a-b)/1024:.1f} MiB = {(a-b)*1024/m:.2f} x the bound')"
+    kill "$pid"
+done
+
+P=$(port)
+"$bin/fingerprint-gateway" sandbox --listen "127.0.0.1:$P" >/dev/null 2>&1 & pids+=($!)
+pid=$!
+wait_port "$P"
+"$bin/load" sandbox "http://127.0.0.1:$P" 100000 64 >/dev/null
+at100k=$(rss_kib "$pid")
+"$bin/load" sandbox "http://127.0.0.1:$P" 900000 64 >/dev/null
+at1m=$(rss_kib "$pid")
+python3 -c "a,b=$at100k,$at1m; print(f'sandbox --listen: RSS {a/1024:.1f} MiB after 100k requests, {b/1024:.1f} MiB after 1M ({(b-a)/a*100:+.1f}%)')"
+kill "$pid"
+
+series() { curl -s "http://127.0.0.1:$METRICS/metrics" | grep -cv '^#'; }
+s0=$(series); r0=$(rss_kib "$GW_PID")
+"$bin/load" unknown "127.0.0.1:$GW" 10000 >/dev/null
+s1=$(series); r1=$(rss_kib "$GW_PID")
+echo "10,000 made-up method paths: metric series $s0 -> $s1, RSS $((r0 / 1024)) -> $((r1 / 1024)) MiB"

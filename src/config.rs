@@ -154,6 +154,16 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "fingerprint-gateway",
         "service.name of exported spans",
     ),
+    (
+        "OTEL_TRACES_SAMPLER",
+        "parentbased_always_on",
+        "which traces are exported: always_on, always_off, traceidratio, or parentbased_ with one of these",
+    ),
+    (
+        "OTEL_TRACES_SAMPLER_ARG",
+        "1.0",
+        "the ratio of traceidratio samplers, 0 to 1",
+    ),
 ];
 
 /// A configuration problem, reported before any port is bound.
@@ -268,6 +278,37 @@ pub struct TelemetryConfig {
     pub service_name: String,
     /// Log format.
     pub log_format: LogFormat,
+    /// Which traces are recorded when exporting.
+    pub sampler: TraceSampler,
+}
+
+/// The trace sampler (`OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TraceSampler {
+    /// A call with a `traceparent` follows the caller's decision.
+    pub parent_based: bool,
+    /// The decision for calls that start a trace.
+    pub root: RootSampling,
+}
+
+/// How calls that start a trace are sampled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RootSampling {
+    /// Every one.
+    Always,
+    /// None.
+    Never,
+    /// This fraction, 0 to 1.
+    Ratio(f64),
+}
+
+impl Default for TraceSampler {
+    fn default() -> Self {
+        Self {
+            parent_based: true,
+            root: RootSampling::Always,
+        }
+    }
 }
 
 /// The whole configuration of the gateway.
@@ -485,6 +526,7 @@ impl Config {
                 service_name: get("OTEL_SERVICE_NAME")
                     .unwrap_or_else(|| "fingerprint-gateway".to_owned()),
                 log_format,
+                sampler: sampler(get)?,
             },
             sealed_result_keys,
             webhook_secrets,
@@ -494,6 +536,33 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+fn sampler(get: &dyn Fn(&'static str) -> Option<String>) -> Result<TraceSampler, ConfigError> {
+    let ratio = parse_with(get, "OTEL_TRACES_SAMPLER_ARG", "1.0", |s| {
+        s.parse::<f64>()
+            .ok()
+            .filter(|r| (0.0..=1.0).contains(r))
+            .ok_or_else(|| format!("expected a ratio from 0 to 1, got {s:?}"))
+    })?;
+    parse_with(get, "OTEL_TRACES_SAMPLER", "parentbased_always_on", |s| {
+        let lower = s.to_ascii_lowercase();
+        let (parent_based, root) = match lower.strip_prefix("parentbased_") {
+            Some(root) => (true, root.to_owned()),
+            None => (false, lower),
+        };
+        let root = match root.as_str() {
+            "always_on" => RootSampling::Always,
+            "always_off" => RootSampling::Never,
+            "traceidratio" => RootSampling::Ratio(ratio),
+            _ => {
+                return Err(format!(
+                    "expected always_on, always_off, traceidratio or parentbased_ with one of these, got {s:?}"
+                ));
+            }
+        };
+        Ok(TraceSampler { parent_based, root })
+    })
 }
 
 /// Splits a comma-separated list; empty entries are dropped (an empty secret is no secret).

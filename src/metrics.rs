@@ -10,7 +10,7 @@ use std::{
     fmt::Write as _,
     future::Future,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, OnceLock},
     task::{Context, Poll},
     time::Instant,
 };
@@ -30,6 +30,9 @@ use tokio::net::TcpListener;
 use crate::cache::CacheStatus;
 use crate::error::Upstream;
 use crate::rpc::Rpc;
+
+/// Where a handler's error status travels (a trailers-only answer's headers).
+static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 
 /// A gRPC method, as a label: ours, the platform's, or `unknown`.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -103,6 +106,20 @@ pub struct Metrics {
     cache: Family<CacheLabels, Counter>,
     upstream: Family<UpstreamLabels, Counter>,
     upstream_seconds: Seconds<UpstreamName>,
+    // The label sets are closed: each series' handle is looked up in its family once,
+    // then kept in a slot, so recording is an index and an atomic add.
+    rpc_slots: Box<[OnceLock<Counter>]>,
+    rpc_seconds_slots: Box<[OnceLock<Histogram>]>,
+    cache_slots: Box<[OnceLock<Counter>]>,
+}
+
+/// How many distinct [`Method`]s and gRPC codes there are.
+const METHODS: usize = Rpc::ALL.len() + 4;
+const CODES: usize = 17;
+const CACHE_RESULTS: usize = 3;
+
+fn slots<T>(n: usize) -> Box<[OnceLock<T>]> {
+    (0..n).map(|_| OnceLock::new()).collect()
 }
 
 fn latency() -> Histogram {
@@ -127,7 +144,18 @@ impl Method {
         }
     }
 
-    fn label(self) -> &'static str {
+    fn index(self) -> usize {
+        match self {
+            Self::Rpc(rpc) => rpc.index(),
+            Self::HealthCheck => Rpc::ALL.len(),
+            Self::HealthWatch => Rpc::ALL.len() + 1,
+            Self::Reflection => Rpc::ALL.len() + 2,
+            Self::Unknown => Rpc::ALL.len() + 3,
+        }
+    }
+
+    /// `package.Service/Method`, or `unknown`.
+    pub fn name(self) -> &'static str {
         match self {
             Self::Rpc(rpc) => rpc.path().trim_start_matches('/'),
             Self::HealthCheck => "grpc.health.v1.Health/Check",
@@ -140,7 +168,7 @@ impl Method {
 
 impl EncodeLabelValue for Method {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.label())
+        encoder.write_str(self.name())
     }
 }
 
@@ -220,30 +248,54 @@ impl Metrics {
             cache,
             upstream,
             upstream_seconds,
+            rpc_slots: slots(METHODS * CODES),
+            rpc_seconds_slots: slots(METHODS),
+            cache_slots: slots(Rpc::ALL.len() * CACHE_RESULTS),
         }
     }
 
     /// Counts one answered RPC.
     pub fn rpc(&self, method: Method, code: tonic::Code, started: Instant) {
-        self.rpcs
-            .get_or_create(&RpcLabels {
-                rpc: method,
-                code: CodeLabel(code),
+        let code_index = (code as usize).min(CODES - 1);
+        if let Some(slot) = self.rpc_slots.get(method.index() * CODES + code_index) {
+            slot.get_or_init(|| {
+                self.rpcs
+                    .get_or_create(&RpcLabels {
+                        rpc: method,
+                        code: CodeLabel(code),
+                    })
+                    .clone()
             })
             .inc();
-        self.rpc_seconds
-            .get_or_create(&RpcName { rpc: method })
+        }
+        if let Some(slot) = self.rpc_seconds_slots.get(method.index()) {
+            slot.get_or_init(|| {
+                self.rpc_seconds
+                    .get_or_create(&RpcName { rpc: method })
+                    .clone()
+            })
             .observe(started.elapsed().as_secs_f64());
+        }
     }
 
     /// Counts one cache outcome.
     pub fn cache(&self, rpc: Rpc, status: CacheStatus) {
-        self.cache
-            .get_or_create(&CacheLabels {
-                rpc: RpcShort(rpc),
-                result: CacheResult(status),
+        let result = match status {
+            CacheStatus::Hit => 0,
+            CacheStatus::Miss => 1,
+            CacheStatus::Bypass => 2,
+        };
+        if let Some(slot) = self.cache_slots.get(rpc.index() * CACHE_RESULTS + result) {
+            slot.get_or_init(|| {
+                self.cache
+                    .get_or_create(&CacheLabels {
+                        rpc: RpcShort(rpc),
+                        result: CacheResult(status),
+                    })
+                    .clone()
             })
             .inc();
+        }
     }
 
     /// Counts one upstream call (`status` = None when no answer arrived).
@@ -338,39 +390,58 @@ impl<S> tower::Layer<S> for RpcMetricsLayer {
 impl<S, B, R> tower::Service<http::Request<B>> for RpcMetrics<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<R>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    R: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = RpcMetricsFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let started = Instant::now();
-        let method = Method::from_path(request.uri().path());
-        let metrics = self.metrics.clone();
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let response = future.await;
-            // Errors raised by handlers travel as `grpc-status` in the headers; a
-            // successful unary answer carries it in the trailers, so no header means OK.
-            let code = match &response {
-                Ok(r) => r
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<i32>().ok())
-                    .map_or(tonic::Code::Ok, tonic::Code::from_i32),
-                Err(_) => tonic::Code::Unknown,
-            };
-            metrics.rpc(method, code, started);
-            response
-        })
+        RpcMetricsFuture {
+            method: Method::from_path(request.uri().path()),
+            started: Instant::now(),
+            metrics: self.metrics.clone(),
+            inner: self.inner.call(request),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A call being answered; counted when its response headers are ready.
+    pub struct RpcMetricsFuture<F> {
+        #[pin]
+        inner: F,
+        method: Method,
+        started: Instant,
+        metrics: Arc<Metrics>,
+    }
+}
+
+impl<F, R, E> Future for RpcMetricsFuture<F>
+where
+    F: Future<Output = Result<http::Response<R>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = std::task::ready!(this.inner.poll(cx));
+        // Errors raised by handlers travel as `grpc-status` in the headers; a
+        // successful unary answer carries it in the trailers, so no header means OK.
+        let code = match &response {
+            Ok(r) => r
+                .headers()
+                .get(&GRPC_STATUS)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<i32>().ok())
+                .map_or(tonic::Code::Ok, tonic::Code::from_i32),
+            Err(_) => tonic::Code::Unknown,
+        };
+        this.metrics.rpc(*this.method, code, *this.started);
+        Poll::Ready(response)
     }
 }
 

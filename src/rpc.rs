@@ -105,7 +105,26 @@ impl Rpc {
 
     /// The RPC served at an HTTP/2 path, if it is one of ours.
     pub fn from_path(path: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|rpc| rpc.path() == path)
+        // Every call asks this: reject foreign services with one prefix check.
+        let method = path.strip_prefix("/fingerprint.gateway.v1.")?;
+        let (service, method) = method.split_once('/')?;
+        let rpc = match (service, method) {
+            ("FingerprintService", "GetEvent") => Self::GetEvent,
+            ("FingerprintService", "GetVisits") => Self::GetVisits,
+            ("FingerprintService", "SearchEvents") => Self::SearchEvents,
+            ("FingerprintService", "StreamEvents") => Self::StreamEvents,
+            ("FingerprintService", "UpdateEvent") => Self::UpdateEvent,
+            ("FingerprintService", "DeleteVisitorData") => Self::DeleteVisitorData,
+            ("FingerprintService", "UnsealEvent") => Self::UnsealEvent,
+            ("FingerprintService", "VerifyWebhookSignature") => Self::VerifyWebhookSignature,
+            ("StytchService", "LookupTelemetry") => Self::LookupTelemetry,
+            ("StytchService", "ListRules") => Self::ListRules,
+            ("StytchService", "ListVerdictReasons") => Self::ListVerdictReasons,
+            ("StytchService", "SetRule") => Self::SetRule,
+            ("StytchService", "SetVerdictReasonOverride") => Self::SetVerdictReasonOverride,
+            _ => return None,
+        };
+        Some(rpc)
     }
 
     /// Position in [`Rpc::ALL`]; also the RPC's byte in page tokens, so never reorder.

@@ -1,14 +1,23 @@
 //! Logs and traces: `tracing` with an OpenTelemetry layer, OTLP export when configured.
+//!
+//! Whether an RPC gets spans is decided up front, from the caller's `traceparent` and
+//! the sampler, before any span attribute is built: an RPC that will not be traced
+//! costs no span at all (a cache hit then touches tracing not once).
 
-use opentelemetry::trace::TracerProvider as _;
+use std::sync::OnceLock;
+
+use opentelemetry::{
+    Context,
+    trace::{TraceContextExt, TracerProvider as _},
+};
 use opentelemetry_sdk::{
     Resource,
     propagation::TraceContextPropagator,
-    trace::{Sampler, SdkTracerProvider},
+    trace::{IdGenerator, RandomIdGenerator, Sampler, SdkTracerProvider},
 };
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
 
-use crate::config::{LogFormat, TelemetryConfig};
+use crate::config::{LogFormat, RootSampling, TelemetryConfig, TraceSampler};
 
 /// Flushes and stops trace export when dropped.
 pub struct TelemetryGuard {
@@ -20,23 +29,50 @@ pub struct TelemetryGuard {
 #[error("telemetry: {0}")]
 pub struct TelemetryError(String);
 
+/// What gets traced: decided once at start-up.
+#[derive(Debug, Clone, Copy)]
+struct Policy {
+    exporting: bool,
+    sampler: TraceSampler,
+}
+
+/// Without `init` (tests, embedders): nothing is exported.
+const NOT_EXPORTING: Policy = Policy {
+    exporting: false,
+    sampler: TraceSampler {
+        parent_based: true,
+        root: RootSampling::Always,
+    },
+};
+
+static POLICY: OnceLock<Policy> = OnceLock::new();
+
 /// Installs the global subscriber and propagator.
 ///
-/// Spans always carry OpenTelemetry contexts, so `traceparent` flows from callers to
-/// upstreams even when nothing is exported. When exporting, the sampler follows
-/// `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (default: parent-based, always
-/// on); without an exporter only caller-sampled traces are recorded.
+/// Without an exporter, only calls that arrive with a `traceparent` get spans: their
+/// context flows on to the upstream, and caller-sampled ones are recorded. When
+/// exporting, the sampler follows `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`
+/// (default `parentbased_always_on`); the root decision is taken before a span exists,
+/// so a call sampled out builds none.
 pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let resource = Resource::builder()
         .with_service_name(config.service_name.clone())
         .build();
-    let mut builder = SdkTracerProvider::builder().with_resource(resource);
-    if config.otlp_endpoint.is_none() {
-        // Nothing is exported: record only spans the caller asked to sample, so contexts
-        // (and `traceparent`) still flow while unsampled RPCs cost next to nothing.
-        builder = builder.with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOff)));
-    }
+    let exporting = config.otlp_endpoint.is_some();
+    let _ = POLICY.set(Policy {
+        exporting,
+        sampler: config.sampler,
+    });
+    // Roots reach the SDK only when `traces` already sampled them in: the SDK keeps them.
+    let sampler = match (exporting, config.sampler.parent_based) {
+        (false, _) => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        (true, true) => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        (true, false) => Sampler::AlwaysOn,
+    };
+    let mut builder = SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_sampler(sampler);
     if let Some(endpoint) = &config.otlp_endpoint {
         use opentelemetry_otlp::WithExportConfig;
         let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -59,6 +95,28 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
     };
     installed.map_err(|e| TelemetryError(e.to_string()))?;
     Ok(TelemetryGuard { provider })
+}
+
+/// Whether a call with this remote parent (from `traceparent`) gets spans.
+pub fn traces(parent: Option<&Context>) -> bool {
+    let policy = POLICY.get().copied().unwrap_or(NOT_EXPORTING);
+    let has_parent = parent.is_some_and(|cx| cx.span().span_context().is_valid());
+    if has_parent && (policy.sampler.parent_based || !policy.exporting) {
+        // The caller's trace continues (the SDK follows its sampled flag).
+        return true;
+    }
+    if !policy.exporting {
+        return false;
+    }
+    match policy.sampler.root {
+        RootSampling::Always => true,
+        RootSampling::Never => false,
+        RootSampling::Ratio(ratio) => {
+            let id = u128::from_be_bytes(RandomIdGenerator::default().new_trace_id().to_bytes());
+            // The low 64 bits are uniform: keep `ratio` of them.
+            ((id as u64) >> 1) < (ratio.clamp(0.0, 1.0) * (1u64 << 63) as f64) as u64
+        }
+    }
 }
 
 impl Drop for TelemetryGuard {

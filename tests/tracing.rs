@@ -50,6 +50,7 @@ async fn traceparent_flows_through_and_spans_are_exported() {
         otlp_endpoint: Some(otlp),
         service_name: "gateway-under-test".into(),
         log_format: LogFormat::Text,
+        sampler: Default::default(),
     })
     .unwrap();
 

@@ -15,9 +15,13 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Response, header};
+use futures_util::{
+    TryFutureExt,
+    future::{Either, MapOk},
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, header};
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use tonic::{Code, body::Body};
 
 use super::{Answer, Cache, CacheMode, CacheStatus, Entry, Key, Tags};
@@ -101,47 +105,45 @@ where
 {
     type Response = Response<CachedBody>;
     type Error = Infallible;
-    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+    type Future = Either<
+        BoxFuture<Result<Self::Response, Infallible>>,
+        MapOk<S::Future, fn(Response<Body>) -> Response<CachedBody>>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        // The ready service serves this call; a clone takes its place for the next one.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         let rpc = Rpc::from_path(request.uri().path()).filter(|rpc| self.cache.caches(*rpc));
         let Some(rpc) = rpc else {
-            return Box::pin(async move {
-                let response = inner.call(request).await?;
-                Ok(response.map(CachedBody::Inner))
-            });
+            // Not cached: straight through, no allocation of our own.
+            let wrap: fn(Response<Body>) -> Response<CachedBody> = |r| r.map(CachedBody::Inner);
+            return Either::Right(self.inner.call(request).map_ok(wrap));
         };
+        // The ready service serves this call; a clone takes its place for the next one.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
         let cache = self.cache.clone();
         let metrics = self.metrics.clone();
-        Box::pin(async move {
+        // The hit path's future holds only the request and the lookup: the service's
+        // (large) future exists only on a miss, in a box of its own, so a hit moves and
+        // allocates little.
+        Either::Left(Box::pin(async move {
             let mode = cache_mode(request.headers());
             if mode == CacheMode::NoStore {
-                let mut response = inner.call(request).await?;
-                mark(response.headers_mut(), CacheStatus::Bypass);
-                metrics.cache(rpc, CacheStatus::Bypass);
-                return Ok(response.map(CachedBody::Inner));
+                return pass(inner, request, Some((metrics, rpc))).await;
             }
             let (parts, body) = request.into_parts();
-            let body = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(_) => {
-                    return Ok(refuse(&Error::RequestTooLarge {
-                        limit: MAX_REQUEST_BYTES,
-                    }));
-                }
+            let Some(body) = read_body(body).await else {
+                return Ok(refuse(&Error::RequestTooLarge {
+                    limit: MAX_REQUEST_BYTES,
+                }));
             };
             let Some(message) = single_frame(&body) else {
                 // Compressed or several frames: the service decodes it; nothing is kept.
                 let request = Request::from_parts(parts, Body::new(Full::new(body)));
-                let response = inner.call(request).await?;
-                return Ok(response.map(CachedBody::Inner));
+                return pass(inner, request, None).await;
             };
             let key = Key::new(rpc, message);
             if mode == CacheMode::Normal
@@ -151,56 +153,121 @@ where
                 return Ok(replay(&entry.answer, CacheStatus::Hit));
             }
             let request = Request::from_parts(parts, Body::new(Full::new(body)));
-            let ttl = cache.ttl(rpc);
-            let not_found_ttl = cache.not_found_ttl();
-            let fetch = async move {
-                let collected = collect(inner.call(request).await).await;
-                match collected.keepable(ttl, not_found_ttl) {
-                    Some(entry) => Ok((entry, collected)),
-                    None => Err(collected),
-                }
-            };
-            if mode == CacheMode::NoCache {
-                let epoch = cache.epoch_of(rpc);
-                metrics.cache(rpc, CacheStatus::Bypass);
-                return Ok(match fetch.await {
-                    Ok((entry, collected)) => {
-                        cache.put(&key, entry, epoch).await;
-                        collected.into_response(CacheStatus::Bypass)
-                    }
-                    Err(collected) => collected.into_response(CacheStatus::Bypass),
-                });
-            }
-            // Only the call that runs `fetch` keeps the collected answer itself; the
-            // others replay the entry (or the shared failure).
-            let mut own = None;
-            let load = async {
-                let (entry, collected) = fetch.await?;
-                own = Some(collected);
-                Ok(entry)
-            };
-            let outcome = cache.load::<Collected, _>(&key, load).await;
-            Ok(match (outcome, own) {
-                (Ok(_), Some(collected)) => {
-                    metrics.cache(rpc, CacheStatus::Miss);
-                    collected.into_response(CacheStatus::Miss)
-                }
-                (Ok((entry, fresh)), None) => {
-                    let status = if fresh {
-                        CacheStatus::Miss
-                    } else {
-                        CacheStatus::Hit
-                    };
-                    metrics.cache(rpc, status);
-                    replay(&entry.answer, status)
-                }
-                (Err(shared), _) => {
-                    metrics.cache(rpc, CacheStatus::Miss);
-                    shared.replay(CacheStatus::Miss)
-                }
-            })
-        })
+            miss(
+                inner,
+                request,
+                Miss {
+                    cache,
+                    metrics,
+                    key,
+                    mode,
+                },
+            )
+            .await
+        }))
     }
+}
+
+/// What a miss needs besides the service and the request.
+struct Miss {
+    cache: Cache,
+    metrics: Arc<Metrics>,
+    key: Key,
+    mode: CacheMode,
+}
+
+/// A call the cache does not take part in; `bypass` marks it so and counts it.
+fn pass<S>(
+    mut inner: S,
+    request: Request<Body>,
+    bypass: Option<(Arc<Metrics>, Rpc)>,
+) -> BoxFuture<Result<Response<CachedBody>, Infallible>>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    let call = inner.call(request);
+    Box::pin(async move {
+        let mut response = call.await?;
+        if let Some((metrics, rpc)) = bypass {
+            mark(response.headers_mut(), CacheStatus::Bypass);
+            metrics.cache(rpc, CacheStatus::Bypass);
+        }
+        Ok(response.map(CachedBody::Inner))
+    })
+}
+
+/// The service answers once for every identical concurrent call; the answer is kept
+/// when it is a success or a NOT_FOUND.
+fn miss<S>(
+    mut inner: S,
+    request: Request<Body>,
+    miss: Miss,
+) -> BoxFuture<Result<Response<CachedBody>, Infallible>>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let Miss {
+        cache,
+        metrics,
+        key,
+        mode,
+    } = miss;
+    let rpc = key.rpc();
+    let ttl = cache.ttl(rpc);
+    let not_found_ttl = cache.not_found_ttl();
+    let epoch = cache.epoch_of(rpc);
+    let call = inner.call(request);
+    Box::pin(async move {
+        let fetch = async move {
+            let collected = collect(call.await).await;
+            match collected.keepable(ttl, not_found_ttl) {
+                Some(entry) => Ok((entry, collected)),
+                None => Err(collected),
+            }
+        };
+        if mode == CacheMode::NoCache {
+            metrics.cache(rpc, CacheStatus::Bypass);
+            return Ok(match fetch.await {
+                Ok((entry, collected)) => {
+                    cache.put(&key, entry, epoch).await;
+                    collected.into_response(CacheStatus::Bypass)
+                }
+                Err(collected) => collected.into_response(CacheStatus::Bypass),
+            });
+        }
+        // Only the call that runs `fetch` keeps the collected answer itself; the
+        // others replay the entry (or the shared failure).
+        let mut own = None;
+        let load = async {
+            let (entry, collected) = fetch.await?;
+            own = Some(collected);
+            Ok(entry)
+        };
+        let outcome = cache.load::<Collected, _>(&key, load).await;
+        Ok(match (outcome, own) {
+            (Ok(_), Some(collected)) => {
+                metrics.cache(rpc, CacheStatus::Miss);
+                collected.into_response(CacheStatus::Miss)
+            }
+            (Ok((entry, fresh)), None) => {
+                let status = if fresh {
+                    CacheStatus::Miss
+                } else {
+                    CacheStatus::Hit
+                };
+                metrics.cache(rpc, status);
+                replay(&entry.answer, status)
+            }
+            (Err(shared), _) => {
+                metrics.cache(rpc, CacheStatus::Miss);
+                shared.replay(CacheStatus::Miss)
+            }
+        })
+    })
 }
 
 /// How the caller lets this call use the cache (`cache-control` request metadata):
@@ -224,6 +291,38 @@ pub fn cache_mode(headers: &HeaderMap) -> CacheMode {
     mode
 }
 
+/// The whole request body, up to [`MAX_REQUEST_BYTES`]. A unary request's body is
+/// nearly always one data frame: that one is kept as it is, without a copy.
+async fn read_body(mut body: Body) -> Option<Bytes> {
+    let mut first: Option<Bytes> = None;
+    let mut more: Option<bytes::BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.ok()?.into_data() else {
+            continue;
+        };
+        let total = first.as_ref().map_or(0, Bytes::len)
+            + more.as_ref().map_or(0, bytes::BytesMut::len)
+            + data.len();
+        if total > MAX_REQUEST_BYTES {
+            return None;
+        }
+        match (&mut first, &mut more) {
+            (None, _) => first = Some(data),
+            (Some(head), None) => {
+                let mut joined = bytes::BytesMut::with_capacity(total);
+                joined.extend_from_slice(head);
+                joined.extend_from_slice(&data);
+                more = Some(joined);
+            }
+            (Some(_), Some(joined)) => joined.extend_from_slice(&data),
+        }
+    }
+    Some(match more {
+        Some(joined) => joined.freeze(),
+        None => first.unwrap_or_default(),
+    })
+}
+
 /// The message inside a body that is exactly one uncompressed gRPC frame.
 fn single_frame(body: &Bytes) -> Option<Bytes> {
     let (&flag, rest) = body.split_first()?;
@@ -231,8 +330,12 @@ fn single_frame(body: &Bytes) -> Option<Bytes> {
     (flag == 0 && rest.len() == 4 + len).then(|| body.slice(5..))
 }
 
+/// The response metadata that says where an answer came from.
+static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
 fn mark(headers: &mut HeaderMap, status: CacheStatus) {
-    headers.insert("x-cache", HeaderValue::from_static(status.as_str()));
+    headers.insert(X_CACHE.clone(), HeaderValue::from_static(status.as_str()));
 }
 
 /// An answer replayed from the cache.
@@ -245,7 +348,7 @@ fn replay(answer: &Answer, status: CacheStatus) -> Response<CachedBody> {
                 HeaderValue::from_static("application/grpc"),
             );
             let mut trailers = HeaderMap::with_capacity(1);
-            trailers.insert("grpc-status", HeaderValue::from_static("0"));
+            trailers.insert(GRPC_STATUS.clone(), HeaderValue::from_static("0"));
             response(headers, Some(frame.clone()), Some(trailers), status)
         }
         Answer::Status(headers) => response((**headers).clone(), None, None, status),

@@ -86,7 +86,12 @@ impl Http {
         let request = request
             .build()
             .map_err(|source| Error::Connect { upstream, source })?;
-        let span = tracing::info_span!(
+        // Traced only within a traced RPC (or a sampled root): otherwise no span is built.
+        let traced = !tracing::Span::current().is_none() || crate::telemetry::traces(None);
+        let span = if !traced {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
             "upstream",
             otel.name = %format!("{} {}", request.method(), route_of(request.url().path())),
             otel.kind = "client",
@@ -96,7 +101,8 @@ impl Http {
             url.path = request.url().path(),
             http.response.status_code = field::Empty,
             otel.status_code = field::Empty,
-        );
+            )
+        };
         self.exchange(upstream, resource, shape, request, secrets)
             .instrument(span)
             .await

@@ -1,0 +1,117 @@
+//! The ceiling for an answer of a given size: a bare tonic server with gRPC health and
+//! a `FingerprintService/GetEvent` that answers a fixed payload held as `Bytes` (the
+//! gateway's own encoded answer for the benchmark event), with no cache, validation or
+//! metrics. Usage: bare_server ADDR
+
+use std::{
+    convert::Infallible,
+    task::{Context, Poll},
+};
+
+use bytes::{Buf, BufMut, Bytes};
+use tonic::{
+    Status,
+    body::Body,
+    codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
+    server::{Grpc, NamedService, UnaryService},
+};
+
+// The gateway's allocator, so the ceiling differs from the gateway only in what the
+// gateway does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Passes bytes through in both directions.
+#[derive(Clone, Copy, Default)]
+struct BytesCodec;
+
+impl Codec for BytesCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = Self;
+    type Decoder = Self;
+    fn encoder(&mut self) -> Self {
+        *self
+    }
+    fn decoder(&mut self) -> Self {
+        *self
+    }
+}
+
+impl Encoder for BytesCodec {
+    type Item = Bytes;
+    type Error = Status;
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for BytesCodec {
+    type Item = Bytes;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+#[derive(Clone)]
+struct Fixed(Bytes);
+
+impl UnaryService<Bytes> for Fixed {
+    type Response = Bytes;
+    type Future = std::future::Ready<Result<tonic::Response<Bytes>, Status>>;
+    fn call(&mut self, _request: tonic::Request<Bytes>) -> Self::Future {
+        std::future::ready(Ok(tonic::Response::new(self.0.clone())))
+    }
+}
+
+/// `FingerprintService` with GetEvent only.
+#[derive(Clone)]
+struct FixedService(Fixed);
+
+impl NamedService for FixedService {
+    const NAME: &'static str = "fingerprint.gateway.v1.FingerprintService";
+}
+
+impl tower::Service<http::Request<Body>> for FixedService {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let fixed = self.0.clone();
+        Box::pin(async move {
+            if request.uri().path().ends_with("/GetEvent") {
+                Ok(Grpc::new(BytesCodec).unary(fixed, request).await)
+            } else {
+                Ok(Status::unimplemented("").into_http())
+            }
+        })
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let addr: std::net::SocketAddr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:50600".into())
+        .parse()?;
+    let payload = Bytes::from(fingerprint_gateway_bench::event_answer());
+    eprintln!(
+        "bare server on {addr}: GetEvent answers {} bytes",
+        payload.len()
+    );
+    let (_, health) = tonic_health::server::health_reporter();
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(FixedService(Fixed(payload)))
+        .serve_with_incoming(incoming)
+        .await?;
+    Ok(())
+}
