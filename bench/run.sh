@@ -108,7 +108,7 @@ for max in 8388608 67108864; do
     wait_port "$P"
     "$bin/load" fill "127.0.0.1:$P" 2000 64 >/dev/null
     before=$(rss_kib "$pid")
-    "$bin/load" fill "127.0.0.1:$P" 100000 256 >/dev/null
+    "$bin/load" fill "127.0.0.1:$P" 100000 64 >/dev/null
     after=$(rss_kib "$pid")
     python3 -c "b,a,m=$before,$after,$max; print(f'gateway, 100,000 distinct events into a {m/1048576:.0f} MiB cache: RSS {b/1024:.1f} -> {a/1024:.1f} MiB, growth {(a-b)/1024:.1f} MiB = {(a-b)*1024/m:.2f} x the bound')"
     kill "$pid"

@@ -1,4 +1,5 @@
 pub mod cache;
+pub mod cidr;
 pub mod config;
 pub mod convert;
 pub mod error;

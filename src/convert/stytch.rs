@@ -198,22 +198,38 @@ pub fn set_rule(map: Map<String, Json>) -> SetRuleResponse {
     }
 }
 
+/// Stytch's rule identifiers: the request and rule member, and the `rule_type` that
+/// names it, in the order of `SetRuleRequest.identifier`'s fields.
+pub const RULE_IDENTIFIERS: [(&str, &str); 9] = [
+    ("visitor_id", "VISITOR_ID"),
+    ("browser_id", "BROWSER_ID"),
+    ("visitor_fingerprint", "VISITOR_FINGERPRINT"),
+    ("browser_fingerprint", "BROWSER_FINGERPRINT"),
+    ("hardware_fingerprint", "HARDWARE_FINGERPRINT"),
+    ("network_fingerprint", "NETWORK_FINGERPRINT"),
+    ("cidr_block", "CIDR_BLOCK"),
+    ("country_code", "COUNTRY_CODE"),
+    ("asn", "ASN"),
+];
+
 /// The rule type a set answer implies by its identifier (it does not say it itself).
 fn rule_type_of(rule: &Rule) -> &'static str {
-    [
-        (rule.visitor_id.is_some(), "VISITOR_ID"),
-        (rule.browser_id.is_some(), "BROWSER_ID"),
-        (rule.visitor_fingerprint.is_some(), "VISITOR_FINGERPRINT"),
-        (rule.browser_fingerprint.is_some(), "BROWSER_FINGERPRINT"),
-        (rule.hardware_fingerprint.is_some(), "HARDWARE_FINGERPRINT"),
-        (rule.network_fingerprint.is_some(), "NETWORK_FINGERPRINT"),
-        (rule.cidr_block.is_some(), "CIDR_BLOCK"),
-        (rule.country_code.is_some(), "COUNTRY_CODE"),
-        (rule.asn.is_some(), "ASN"),
-    ]
-    .into_iter()
-    .find_map(|(set, name)| set.then_some(name))
-    .unwrap_or_default()
+    let set = [
+        rule.visitor_id.is_some(),
+        rule.browser_id.is_some(),
+        rule.visitor_fingerprint.is_some(),
+        rule.browser_fingerprint.is_some(),
+        rule.hardware_fingerprint.is_some(),
+        rule.network_fingerprint.is_some(),
+        rule.cidr_block.is_some(),
+        rule.country_code.is_some(),
+        rule.asn.is_some(),
+    ];
+    RULE_IDENTIFIERS
+        .iter()
+        .zip(set)
+        .find_map(|((_, rule_type), set)| set.then_some(*rule_type))
+        .unwrap_or_default()
 }
 
 /// `POST /v1/verdict_reasons/override` 200 body.

@@ -264,10 +264,10 @@ fn event_tags(events: &[Event]) -> Vec<Tag> {
     let mut tags = Vec::with_capacity(events.len() * 2);
     for e in events {
         if !e.event_id.is_empty() {
-            tags.push(Tag::Event(e.event_id.clone()));
+            tags.push(Tag::event(&e.event_id));
         }
         if let Some(ident) = &e.identification {
-            tags.push(Tag::Visitor(ident.visitor_id.clone()));
+            tags.push(Tag::visitor(&ident.visitor_id));
         }
     }
     tags
@@ -350,7 +350,7 @@ impl FingerprintService for FingerprintApi {
             }
         };
         let mut tags = event_tags(&page.events);
-        tags.push(Tag::Visitor(visitor_id.clone()));
+        tags.push(Tag::visitor(&visitor_id));
         let answer = GetVisitsResponse {
             visitor_id,
             visits: page.events,
@@ -518,11 +518,10 @@ impl FingerprintService for FingerprintApi {
             }
         };
         // Whatever the outcome, the event may have changed: drop what could show it.
-        let event_id = req.event_id.clone();
+        let event = Tag::event(&req.event_id);
         self.cache
             .invalidate(Upstream::Fingerprint, move |rpc, tags| {
-                matches!(rpc, Rpc::GetVisits | Rpc::SearchEvents)
-                    || tags.contains(&Tag::Event(event_id.clone()))
+                matches!(rpc, Rpc::GetVisits | Rpc::SearchEvents) || tags.contains(&event)
             });
         result?;
         Ok(Response::new(UpdateEventResponse {}))
@@ -537,7 +536,7 @@ impl FingerprintService for FingerprintApi {
         let client = self.client()?;
         // Never retried: the upstream allows few deletions, and its 429 must reach the caller.
         let result = client.delete_visitor(&req.visitor_id).await;
-        let visitor = Tag::Visitor(req.visitor_id.clone());
+        let visitor = Tag::visitor(&req.visitor_id);
         self.cache
             .invalidate(Upstream::Fingerprint, move |_, tags| {
                 tags.contains(&visitor)

@@ -5,6 +5,7 @@ use serde_json::{Map, Value as Json, json};
 
 use super::{ErrorShape, Http, JsonObject};
 use crate::config::StytchConfig;
+use crate::convert::stytch::RULE_IDENTIFIERS;
 use crate::error::{Error, Resource, Upstream};
 use crate::proto::v1::{
     Action, LookupTelemetryRequest, SetRuleRequest, SetVerdictReasonOverrideRequest,
@@ -200,15 +201,17 @@ pub fn action_word(action: i32) -> &'static str {
 
 /// The request member and value of a rule identifier.
 pub fn identifier(id: &Identifier) -> (&'static str, &str) {
-    match id {
-        Identifier::VisitorId(v) => ("visitor_id", v),
-        Identifier::BrowserId(v) => ("browser_id", v),
-        Identifier::VisitorFingerprint(v) => ("visitor_fingerprint", v),
-        Identifier::BrowserFingerprint(v) => ("browser_fingerprint", v),
-        Identifier::HardwareFingerprint(v) => ("hardware_fingerprint", v),
-        Identifier::NetworkFingerprint(v) => ("network_fingerprint", v),
-        Identifier::CidrBlock(v) => ("cidr_block", v),
-        Identifier::CountryCode(v) => ("country_code", v),
-        Identifier::Asn(v) => ("asn", v),
-    }
+    // The oneof's fields in RULE_IDENTIFIERS' order.
+    let (index, value) = match id {
+        Identifier::VisitorId(v) => (0, v),
+        Identifier::BrowserId(v) => (1, v),
+        Identifier::VisitorFingerprint(v) => (2, v),
+        Identifier::BrowserFingerprint(v) => (3, v),
+        Identifier::HardwareFingerprint(v) => (4, v),
+        Identifier::NetworkFingerprint(v) => (5, v),
+        Identifier::CidrBlock(v) => (6, v),
+        Identifier::CountryCode(v) => (7, v),
+        Identifier::Asn(v) => (8, v),
+    };
+    (RULE_IDENTIFIERS[index].0, value)
 }

@@ -65,8 +65,9 @@ impl Harness {
         Self::start_config(sandbox, config(&settings)).await
     }
 
-    /// Gateway with an exact config, beside `sandbox`.
+    /// Gateway with an exact config, beside `sandbox` (whose exchanges are recorded).
     pub async fn start_config(sandbox: Sandbox, config: Config) -> Self {
+        sandbox.control.record(1_000_000);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -1,0 +1,625 @@
+//! The fingerprint.com Server API emulator: one set of handlers, parameterised by the
+//! generation (v4 `/v4/...` with `Authorization: Bearer`, v3 with `Auth-API-Key`).
+//!
+//! Answers follow each generation's OpenAPI schema, errors included: v3's visitor
+//! listing answers its 400/403/429 as `{"error": "text"}`, every other error of both
+//! generations as `{"error": {"code", "message"}}` with the generation's own codes.
+
+use axum::{
+    body::Bytes,
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::{Map, Value as Json, json};
+
+use super::{AppState, Fault, answer, data, fault_of, sandbox_state_lost};
+use crate::cidr::Cidr;
+
+/// Which generation a route belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gen {
+    /// Server API v3.
+    V3,
+    /// Server API v4.
+    V4,
+}
+
+/// Which operation, for the error shapes that differ between them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Event,
+    Search,
+    Visits,
+    Update,
+    Delete,
+}
+
+/// An error code in both generations' spellings.
+#[derive(Clone, Copy)]
+struct Code {
+    v4: &'static str,
+    v3: &'static str,
+}
+
+const CANNOT_PARSE: Code = Code {
+    v4: "request_cannot_be_parsed",
+    v3: "RequestCannotBeParsed",
+};
+const KEY_REQUIRED: Code = Code {
+    v4: "secret_api_key_required",
+    v3: "TokenRequired",
+};
+const KEY_NOT_FOUND: Code = Code {
+    v4: "secret_api_key_not_found",
+    v3: "TokenNotFound",
+};
+const EVENT_NOT_FOUND: Code = Code {
+    v4: "event_not_found",
+    v3: "RequestNotFound",
+};
+const VISITOR_NOT_FOUND: Code = Code {
+    v4: "visitor_not_found",
+    v3: "VisitorNotFound",
+};
+const TOO_MANY: Code = Code {
+    v4: "too_many_requests",
+    v3: "TooManyRequests",
+};
+const NOT_READY: Code = Code {
+    v4: "state_not_ready",
+    v3: "StateNotReady",
+};
+const FAILED: Code = Code {
+    v4: "failed",
+    v3: "Failed",
+};
+
+/// Parsed search parameters both generations share.
+struct Search {
+    limit: u64,
+    offset: u64,
+    visitor_id: Option<String>,
+    linked_id: Option<String>,
+    suspect: Option<bool>,
+    reverse: bool,
+    /// `source=edge`: Automation Intelligence events only.
+    edge: bool,
+}
+
+// === impl Gen ===
+
+impl Gen {
+    fn code(self, code: Code) -> &'static str {
+        match self {
+            Self::V4 => code.v4,
+            Self::V3 => code.v3,
+        }
+    }
+}
+
+/// An error answer in the shape the generation gives this operation.
+fn error(generation: Gen, op: Op, status: StatusCode, code: Code, message: &str) -> Response {
+    let plain =
+        generation == Gen::V3 && op == Op::Visits && matches!(status.as_u16(), 400 | 403 | 429);
+    if plain {
+        return answer(status, json!({"error": message}));
+    }
+    answer(
+        status,
+        json!({"error": {"code": generation.code(code), "message": message}}),
+    )
+}
+
+/// Checks the secret key the way each generation does.
+fn auth(state: &AppState, headers: &HeaderMap, generation: Gen, op: Op) -> Result<(), Response> {
+    let given = match generation {
+        Gen::V4 => headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ")),
+        Gen::V3 => headers.get("auth-api-key").and_then(|v| v.to_str().ok()),
+    };
+    let forbidden =
+        |code, message| Err(error(generation, op, StatusCode::FORBIDDEN, code, message));
+    match given {
+        None | Some("") => forbidden(KEY_REQUIRED, "secret API key in header is missing or empty"),
+        Some(key) if key == state.creds.fingerprint_secret => Ok(()),
+        Some(_) => forbidden(KEY_NOT_FOUND, "secret API key not found"),
+    }
+}
+
+/// The failure an id asks for, in this generation's shape (a slow id just waits).
+async fn injected(
+    id: &str,
+    generation: Gen,
+    op: Op,
+    missing: Code,
+    what: &str,
+) -> Option<Response> {
+    let fault = fault_of(id).await?;
+    Some(match fault {
+        Fault::NotFound => error(
+            generation,
+            op,
+            StatusCode::NOT_FOUND,
+            missing,
+            &format!("{what} not found"),
+        ),
+        Fault::RateLimited => {
+            let mut r = error(
+                generation,
+                op,
+                StatusCode::TOO_MANY_REQUESTS,
+                TOO_MANY,
+                "too many requests",
+            );
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("7"),
+            );
+            r
+        }
+        Fault::ServerError => error(
+            generation,
+            op,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            FAILED,
+            "sandbox internal error",
+        ),
+        Fault::HtmlPage => super::html_502(),
+    })
+}
+
+/// `GET /v4/events/{event_id}` and `GET /events/{request_id}`.
+pub async fn event(
+    generation: Gen,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(event_id): Path<String>,
+) -> Response {
+    if let Err(r) = auth(&state, &headers, generation, Op::Event) {
+        return r;
+    }
+    if let Some(r) = injected(&event_id, generation, Op::Event, EVENT_NOT_FOUND, "event").await {
+        return r;
+    }
+    let found = state.world.lock().ok().and_then(|w| w.event(&event_id));
+    match found {
+        Some(v4) => answer(StatusCode::OK, shape(generation, &v4)),
+        None => error(
+            generation,
+            Op::Event,
+            StatusCode::NOT_FOUND,
+            EVENT_NOT_FOUND,
+            "event not found",
+        ),
+    }
+}
+
+fn shape(generation: Gen, v4: &Json) -> Json {
+    match generation {
+        Gen::V4 => v4.clone(),
+        Gen::V3 => data::event_v3(v4),
+    }
+}
+
+/// The closed vocabularies of search parameters, as each generation documents them.
+fn vocabularies(generation: Gen) -> Vec<(&'static str, &'static [&'static str])> {
+    let mut v: Vec<(&'static str, &'static [&'static str])> = vec![
+        ("bot", &["all", "good", "bad", "none"]),
+        ("vpn_confidence", &["high", "medium", "low"]),
+        (
+            "rare_device_percentile_bucket",
+            &[
+                "<p95",
+                "p95-p99",
+                "p99-p99.5",
+                "p99.5-p99.9",
+                "p99.9+",
+                "not_seen",
+            ],
+        ),
+        ("sdk_platform", &["js", "android", "ios"]),
+    ];
+    if generation == Gen::V4 {
+        v.extend::<[(&'static str, &'static [&'static str]); 6]>([
+            ("bot_info", &["all", "none"]),
+            (
+                "bot_info_category",
+                &[
+                    "advertising_and_marketing",
+                    "aggregator",
+                    "ai_agent",
+                    "ai_assistant",
+                    "ai_browser",
+                    "ai_crawler",
+                    "ai_search",
+                    "browser_automation",
+                    "ecommerce",
+                    "monitoring_and_analytics",
+                    "other",
+                    "scraping",
+                    "security",
+                    "search_engine_crawler",
+                    "search_engine_optimization",
+                    "unknown",
+                ],
+            ),
+            (
+                "bot_info_identity",
+                &["verified", "signed", "spoofed", "unknown"],
+            ),
+            ("bot_info_confidence", &["low", "medium", "high"]),
+            (
+                "incremental_identification_status",
+                &["partially_completed", "completed"],
+            ),
+            ("source", &["edge"]),
+        ]);
+    }
+    v
+}
+
+/// Reads the search parameters the way the real APIs do: case-sensitive words,
+/// `true`/`false`, numbers, times (v4: RFC 3339 or Unix ms; v3: Unix ms), addresses.
+fn parse_search(
+    params: &[(String, String)],
+    generation: Gen,
+    op: Op,
+    limits: (u64, u64),
+) -> Result<Search, Response> {
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let bad = |msg: &str| error(generation, op, StatusCode::BAD_REQUEST, CANNOT_PARSE, msg);
+    let limit = match get("limit") {
+        None => limits.0,
+        Some(l) => match l.parse::<u64>() {
+            Ok(n) if (1..=limits.1).contains(&n) => n,
+            _ => return Err(bad("invalid limit")),
+        },
+    };
+    let key = get("pagination_key").or_else(|| get("paginationKey"));
+    let offset = match key {
+        None => 0,
+        Some(k) => match k
+            .strip_prefix("sandbox-page-")
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            Some(n) => n,
+            None => return Err(bad("invalid pagination key")),
+        },
+    };
+    for (name, value) in params {
+        let ok = match name.as_str() {
+            "start" | "end" | "before" => is_time(generation, value),
+            "reverse"
+            | "suspect"
+            | "vpn"
+            | "virtual_machine"
+            | "tampering"
+            | "incognito"
+            | "privacy_settings"
+            | "jailbroken"
+            | "frida"
+            | "factory_reset"
+            | "cloned_app"
+            | "emulator"
+            | "root_apps"
+            | "developer_tools"
+            | "location_spoofing"
+            | "mitm_attack"
+            | "rare_device"
+            | "proxy"
+            | "tor_node"
+            | "simulator"
+            | "active_call"
+            | "anti_detect_browser"
+            | "ip_blocklist"
+            | "datacenter" => {
+                matches!(value.as_str(), "true" | "false")
+            }
+            "ip_address" => Cidr::parse(value).is_ok(),
+            "min_suspect_score" => value.parse::<f64>().is_ok(),
+            "total_hits" => value.parse::<u64>().is_ok_and(|n| (1..=1000).contains(&n)),
+            _ => true,
+        };
+        if !ok {
+            return Err(bad(&format!("invalid {}", name.replace('_', " "))));
+        }
+    }
+    for (name, allowed) in vocabularies(generation) {
+        for (_, value) in params.iter().filter(|(k, _)| k == name) {
+            if !allowed.contains(&value.as_str()) {
+                return Err(bad(&format!("invalid {}", name.replace('_', " "))));
+            }
+        }
+    }
+    let flag = |k: &str| get(k).map(|v| v == "true");
+    Ok(Search {
+        limit,
+        offset,
+        visitor_id: get("visitor_id"),
+        linked_id: get("linked_id"),
+        suspect: flag("suspect"),
+        reverse: flag("reverse").unwrap_or(false),
+        edge: get("source").as_deref() == Some("edge"),
+    })
+}
+
+fn is_time(generation: Gen, value: &str) -> bool {
+    value.parse::<i64>().is_ok()
+        || (generation == Gen::V4 && value.parse::<prost_types::Timestamp>().is_ok())
+}
+
+/// What makes one search the same search on every page: its parameters without the
+/// page size and position.
+fn search_seed(params: &[(String, String)]) -> String {
+    let mut kept: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "limit" | "pagination_key" | "paginationKey"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    kept.sort();
+    kept.join("&")
+}
+
+/// The events a search finds: a visitor's visits, or events seeded by the filters.
+fn find(state: &AppState, search: &Search, query_seed: &str) -> (Vec<Json>, Option<String>) {
+    let visitor = search
+        .visitor_id
+        .clone()
+        .unwrap_or_else(|| data::visitor_id_for(query_seed));
+    let Ok(mut world) = state.world.lock() else {
+        return (Vec::new(), None);
+    };
+    if world.is_deleted(&visitor) {
+        return (Vec::new(), None);
+    }
+    let total = if search.visitor_id.is_some() {
+        data::visit_count(&visitor)
+    } else {
+        25
+    };
+    let mut events = Vec::new();
+    let end = (search.offset + search.limit).min(total);
+    for i in search.offset..end {
+        let n = if search.reverse { total - 1 - i } else { i };
+        let id = data::visit_id(&visitor, n);
+        let mut event = data::event_v4(&id, &visitor, data::timestamp_of(&id));
+        world.apply_updates(&id, &mut event);
+        world.visitor_of.insert(id, visitor.clone());
+        if let Some(linked) = &search.linked_id {
+            event["linked_id"] = json!(linked);
+        }
+        if let Some(s) = search.suspect {
+            event["suspect"] = json!(s);
+        }
+        if search.edge {
+            event["source"] = json!("edge");
+        }
+        events.push(event);
+    }
+    let next = (end < total).then(|| format!("sandbox-page-{end}"));
+    (events, next)
+}
+
+/// `GET /v4/events` and `GET /events/search`.
+pub async fn search(
+    generation: Gen,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    if let Err(r) = auth(&state, &headers, generation, Op::Search) {
+        return r;
+    }
+    if generation == Gen::V3 && !params.iter().any(|(k, _)| k == "limit") {
+        return error(
+            generation,
+            Op::Search,
+            StatusCode::BAD_REQUEST,
+            CANNOT_PARSE,
+            "limit is required",
+        );
+    }
+    let search = match parse_search(&params, generation, Op::Search, (10, 100)) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Some(id) = search.visitor_id.as_deref().or(search.linked_id.as_deref())
+        && let Some(r) = injected(id, generation, Op::Search, VISITOR_NOT_FOUND, "visitor").await
+    {
+        return r;
+    }
+    let (events, next) = find(&state, &search, &search_seed(&params));
+    let (key_name, events) = match generation {
+        Gen::V4 => ("pagination_key", events),
+        Gen::V3 => ("paginationKey", events.iter().map(data::event_v3).collect()),
+    };
+    let mut body = json!({ "events": events });
+    if let Some(key) = next {
+        body[key_name] = json!(key);
+    }
+    if generation == Gen::V4
+        && let Some((_, n)) = params.iter().find(|(k, _)| k == "total_hits")
+    {
+        body["total_hits"] = json!(n.parse::<u64>().unwrap_or(0).min(25));
+    }
+    answer(StatusCode::OK, body)
+}
+
+/// `GET /visitors/{visitor_id}` (v3 only).
+pub async fn visits(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(visitor_id): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    let generation = Gen::V3;
+    if let Err(r) = auth(&state, &headers, generation, Op::Visits) {
+        return r;
+    }
+    if let Some(r) = injected(
+        &visitor_id,
+        generation,
+        Op::Visits,
+        VISITOR_NOT_FOUND,
+        "visitor",
+    )
+    .await
+    {
+        return r;
+    }
+    let mut search = match parse_search(&params, generation, Op::Visits, (100, 500)) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if state.world.lock().is_ok_and(|w| w.is_deleted(&visitor_id)) {
+        return error(
+            generation,
+            Op::Visits,
+            StatusCode::NOT_FOUND,
+            VISITOR_NOT_FOUND,
+            "visitor not found",
+        );
+    }
+    search.visitor_id = Some(visitor_id.clone());
+    let (events, next) = find(&state, &search, &visitor_id);
+    let mut body = json!({
+        "visitorId": visitor_id,
+        "visits": events.iter().map(data::visit_v3).collect::<Vec<_>>(),
+    });
+    if let Some(key) = next {
+        body["paginationKey"] = json!(key);
+        if let Some(last) = events.last() {
+            body["lastTimestamp"] = last["timestamp"].clone();
+        }
+    }
+    answer(StatusCode::OK, body)
+}
+
+/// The update members each generation accepts, and their v4 names.
+fn update_members(generation: Gen) -> [(&'static str, &'static str); 3] {
+    match generation {
+        Gen::V4 => [
+            ("linked_id", "linked_id"),
+            ("tags", "tags"),
+            ("suspect", "suspect"),
+        ],
+        Gen::V3 => [
+            ("linkedId", "linked_id"),
+            ("tag", "tags"),
+            ("suspect", "suspect"),
+        ],
+    }
+}
+
+/// `PATCH /v4/events/{event_id}` and `PUT /events/{request_id}`.
+pub async fn update(
+    generation: Gen,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(event_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = auth(&state, &headers, generation, Op::Update) {
+        return r;
+    }
+    if let Some(r) = injected(&event_id, generation, Op::Update, EVENT_NOT_FOUND, "event").await {
+        return r;
+    }
+    let bad = |msg: &str| {
+        error(
+            generation,
+            Op::Update,
+            StatusCode::BAD_REQUEST,
+            CANNOT_PARSE,
+            msg,
+        )
+    };
+    let Ok(Json::Object(body)) = serde_json::from_slice::<Json>(&body) else {
+        return bad("request body is not a JSON object");
+    };
+    let members = update_members(generation);
+    let mut changes = Map::new();
+    for (key, value) in body {
+        let Some((_, v4)) = members.iter().find(|(name, _)| *name == key) else {
+            return bad(&format!("unknown field {key}"));
+        };
+        let ok = match *v4 {
+            "linked_id" => value.is_string(),
+            "tags" => value.is_object(),
+            _ => value.is_boolean(),
+        };
+        if !ok {
+            return bad(&format!("invalid {key}"));
+        }
+        changes.insert((*v4).to_owned(), value);
+    }
+    if changes.is_empty() {
+        return bad("nothing to update");
+    }
+    let Ok(mut world) = state.world.lock() else {
+        return sandbox_state_lost();
+    };
+    if world.event(&event_id).is_none() {
+        return error(
+            generation,
+            Op::Update,
+            StatusCode::NOT_FOUND,
+            EVENT_NOT_FOUND,
+            "event not found",
+        );
+    }
+    if event_id.to_ascii_lowercase().starts_with("notready") {
+        let attempts = world.attempts.entry(event_id.clone(), || 0);
+        *attempts += 1;
+        if *attempts <= 2 {
+            return error(
+                generation,
+                Op::Update,
+                StatusCode::CONFLICT,
+                NOT_READY,
+                "resource is not mutable yet, try again",
+            );
+        }
+    }
+    world.updates.entry(event_id, Map::new).extend(changes);
+    StatusCode::OK.into_response()
+}
+
+/// `DELETE /v4/visitors/{visitor_id}` and `DELETE /visitors/{visitor_id}`.
+pub async fn delete(
+    generation: Gen,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(visitor_id): Path<String>,
+) -> Response {
+    if let Err(r) = auth(&state, &headers, generation, Op::Delete) {
+        return r;
+    }
+    if let Some(r) = injected(
+        &visitor_id,
+        generation,
+        Op::Delete,
+        VISITOR_NOT_FOUND,
+        "visitor",
+    )
+    .await
+    {
+        return r;
+    }
+    let Ok(mut world) = state.world.lock() else {
+        return sandbox_state_lost();
+    };
+    if !world.deleted.insert(visitor_id, ()) {
+        return error(
+            generation,
+            Op::Delete,
+            StatusCode::NOT_FOUND,
+            VISITOR_NOT_FOUND,
+            "visitor not found",
+        );
+    }
+    StatusCode::OK.into_response()
+}
