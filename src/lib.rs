@@ -1,3 +1,6 @@
+// The sandbox builds its large example answers with `serde_json::json!`.
+#![recursion_limit = "256"]
+
 pub mod cache;
 pub mod cidr;
 pub mod config;

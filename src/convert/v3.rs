@@ -298,6 +298,21 @@ fn labels(p: &mut Obj, e: &mut Event) {
     });
 }
 
+/// The workspace's time of a v3 `firstSeenAt`/`lastSeenAt`.
+fn seen_at(s: &mut Obj) -> Option<prost_types::Timestamp> {
+    let raw = s.str("subscription")?;
+    match parse_rfc3339(&raw) {
+        Some(ts) => {
+            s.drop_if_same("global", Some(&raw));
+            Some(ts)
+        }
+        None => {
+            s.put_back("subscription", Json::String(raw));
+            None
+        }
+    }
+}
+
 /// `identification.data`, or a visit of `GET /visitors`: the same members.
 fn identification_data(d: &mut Obj, e: &mut Event) {
     let mut ident = Identification {
@@ -310,13 +325,10 @@ fn identification_data(d: &mut Obj, e: &mut Event) {
         }),
         ..Identification::default()
     };
-    // v3 has global and per-workspace first/last seen; v4 reports the workspace's.
-    d.obj("firstSeenAt", |s| {
-        ident.first_seen_at = s.rfc3339("subscription")
-    });
-    d.obj("lastSeenAt", |s| {
-        ident.last_seen_at = s.rfc3339("subscription")
-    });
+    // v3 has global and per-workspace first/last seen; v4 reports the workspace's. The
+    // global time is dropped only when it is the workspace's too (it adds nothing then).
+    d.obj("firstSeenAt", |s| ident.first_seen_at = seen_at(s));
+    d.obj("lastSeenAt", |s| ident.last_seen_at = seen_at(s));
     e.identification = Some(ident);
     e.event_id = d.str("requestId").unwrap_or_default();
     e.incognito = d.bool("incognito");

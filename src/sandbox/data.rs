@@ -202,7 +202,6 @@ pub fn event_v4(event_id: &str, visitor_id: &str, timestamp_ms: i64) -> Json {
         "device": if os == "Android" { "Pixel 8" } else { "Other" },
         "os": os,
         "os_version": os_version,
-        "client_referrer": "https://search.example/results",
         "browser_details": {
             "browser_name": browser,
             "browser_major_version": major,
@@ -259,6 +258,8 @@ pub fn event_v4(event_id: &str, visitor_id: &str, timestamp_ms: i64) -> Json {
         "incognito": incognito,
         "tampering": tampering,
         "tampering_details": {"anomaly_score": if tampering { 0.87 } else { 0.12 }, "anti_detect_browser": false},
+        "tampering_confidence": if tampering { "high" } else { "low" },
+        "tampering_ml_score": if tampering { 0.93 } else { 0.04 },
         "developer_tools": d.chance(5),
         "virtual_machine": d.chance(5),
         "privacy_settings": d.chance(10),
@@ -269,6 +270,9 @@ pub fn event_v4(event_id: &str, visitor_id: &str, timestamp_ms: i64) -> Json {
             "distinct_country": velocity(&mut d),
             "events": velocity(&mut d),
             "ip_events": velocity(&mut d),
+            "distinct_linked_id": velocity(&mut d),
+            "distinct_ip_by_linked_id": velocity(&mut d),
+            "distinct_visitor_id_by_linked_id": velocity(&mut d),
         },
         "replayed": false,
         "sdk": {"platform": "js", "version": "3.12.4"},
@@ -341,7 +345,6 @@ pub fn event_v3(v4: &Json) -> Json {
             "timestamp": ms,
             "url": s("url"),
             "ip": s("ip_address"),
-            "clientReferrer": s("client_referrer"),
             "browserDetails": {
                 "browserName": bd["browser_name"],
                 "browserMajorVersion": bd["browser_major_version"],
@@ -353,8 +356,8 @@ pub fn event_v3(v4: &Json) -> Json {
             },
             "confidence": {"score": ident["confidence"]["score"], "revision": ident["confidence"]["version"]},
             "visitorFound": ident["visitor_found"],
-            "firstSeenAt": {"subscription": seen("first_seen_at")},
-            "lastSeenAt": {"subscription": seen("last_seen_at")},
+            "firstSeenAt": {"global": seen("first_seen_at"), "subscription": seen("first_seen_at")},
+            "lastSeenAt": {"global": seen("last_seen_at"), "subscription": seen("last_seen_at")},
             "replayed": s("replayed"),
             "sdk": s("sdk"),
         }},
@@ -396,6 +399,8 @@ pub fn event_v3(v4: &Json) -> Json {
         "incognito": result("incognito"),
         "tampering": {"data": {
             "result": s("tampering"),
+            "confidence": s("tampering_confidence"),
+            "mlScore": s("tampering_ml_score"),
             "anomalyScore": v4["tampering_details"]["anomaly_score"],
             "antiDetectBrowser": v4["tampering_details"]["anti_detect_browser"],
         }},
@@ -409,6 +414,9 @@ pub fn event_v3(v4: &Json) -> Json {
             "distinctCountry": velocity("distinct_country"),
             "events": velocity("events"),
             "ipEvents": velocity("ip_events"),
+            "distinctLinkedId": velocity("distinct_linked_id"),
+            "distinctIpByLinkedId": velocity("distinct_ip_by_linked_id"),
+            "distinctVisitorIdByLinkedId": velocity("distinct_visitor_id_by_linked_id"),
         }},
         "proximity": {"data": {
             "id": v4["proximity"]["id"],
@@ -440,7 +448,10 @@ pub fn visit_v3(v4: &Json) -> Json {
     let mut v3 = event_v3(v4);
     let mut ident = v3["products"]["identification"]["data"].take();
     if let Some(map) = ident.as_object_mut() {
-        map.remove("visitorId");
+        // A visit has neither the visitor (the list names it) nor the event-only members.
+        for member in ["visitorId", "sdk", "replayed", "suspect"] {
+            map.remove(member);
+        }
     }
     ident
 }
@@ -535,6 +546,5 @@ pub fn stytch_verdict_reasons() -> Vec<Json> {
         json!({"verdict_reason": "VIRTUAL_MACHINE", "default_action": "CHALLENGE", "override_action": "ALLOW", "override_created_at": "2026-01-20T11:00:00Z", "override_description": "VDI fleet"}),
         json!({"verdict_reason": "KNOWN_DATACENTER_IP", "default_action": "CHALLENGE"}),
         json!({"verdict_reason": "SUSPECTED_BOT", "default_action": "CHALLENGE"}),
-        json!({"verdict_reason": "RULE_MATCH", "default_action": "NONE"}),
     ]
 }

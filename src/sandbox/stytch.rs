@@ -176,10 +176,11 @@ pub async fn rules(State(state): State<AppState>, headers: HeaderMap, body: Byte
         .get(offset.min(end)..end)
         .map(<[Json]>::to_vec)
         .unwrap_or_default();
+    // The last page says "" (every SDK types `next_cursor` as a non-null string).
     let next = if end < rules.len() {
-        json!(format!("sandbox-cursor-{end}"))
+        format!("sandbox-cursor-{end}")
     } else {
-        Json::Null
+        String::new()
     };
     answer(
         StatusCode::OK,
