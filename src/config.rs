@@ -1,170 +1,284 @@
 //! Configuration: flags, then environment, then an optional TOML file, then defaults.
 //!
-//! Every setting has one name. The environment variable is that name; the TOML key is
-//! the same name in lower case (`fingerprint_region = "eu"`); some settings also have a
-//! flag. Secrets have no flag, so they never show in a process listing.
+//! Every setting is one row of [`SETTINGS`]: its name (the environment variable; the
+//! TOML key is the same in lower case), its default, how its text is read ([`Kind`]),
+//! its flag if it has one, and what it means. Parsing, the `--help` text and the
+//! README's configuration table are all derived from that table (a test compares the
+//! README with it), so every default is written once. Secrets have no flag, so they never
+//! show in a process listing.
 
 use std::{collections::HashMap, fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use reqwest::Url;
 
-/// Default gRPC listen address.
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:50051";
-/// Default time allowed for one upstream HTTP call.
-pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default largest upstream body accepted.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
-/// Default cache size bound.
-pub const DEFAULT_CACHE_MAX_BYTES: u64 = 64 * 1024 * 1024;
-/// Default time in-flight RPCs get to finish after SIGTERM.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
-/// Default Stytch DFP base URL.
-pub const DEFAULT_STYTCH_BASE_URL: &str = "https://telemetry.stytch.com";
+/// How a setting's text is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `host:port`.
+    Address,
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
+    Bool,
+    /// `500ms`, `30s`, `5m`; a bare number means seconds.
+    Duration,
+    /// A whole number.
+    Count,
+    /// An `http` or `https` base URL, without credentials, query or fragment.
+    Url,
+    /// Any text.
+    Text,
+    /// A secret: any text, never shown.
+    Secret,
+    /// Comma-separated secrets (in TOML, an array or a string).
+    Secrets,
+    /// One of these words (any case).
+    Choice(&'static [&'static str]),
+    /// A number from 0 to 1.
+    Ratio,
+}
 
-/// Every setting: name, default (as text, "" for none), and what it means.
-/// The README's configuration table is written from this list.
-pub const SETTINGS: &[(&str, &str, &str)] = &[
-    (
-        "GATEWAY_LISTEN",
-        DEFAULT_LISTEN,
-        "gRPC listen address (flag --listen)",
+/// One setting.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// The environment variable; the TOML key is this in lower case.
+    pub name: &'static str,
+    /// The value when unset; `None` when unset means off or absent.
+    pub default: Option<&'static str>,
+    /// How the text is read.
+    pub kind: Kind,
+    /// The command-line flag, when there is one.
+    pub flag: Option<&'static str>,
+    /// What it means.
+    pub help: &'static str,
+}
+
+const fn setting(
+    name: &'static str,
+    default: Option<&'static str>,
+    kind: Kind,
+    help: &'static str,
+) -> Setting {
+    Setting {
+        name,
+        default,
+        kind,
+        flag: None,
+        help,
+    }
+}
+
+const fn flag(mut s: Setting, flag: &'static str) -> Setting {
+    s.flag = Some(flag);
+    s
+}
+
+const TTL: Kind = Kind::Duration;
+
+/// Every setting, in the order the README lists them.
+pub const SETTINGS: &[Setting] = &[
+    flag(
+        setting(
+            "GATEWAY_LISTEN",
+            Some("0.0.0.0:50051"),
+            Kind::Address,
+            "gRPC listen address",
+        ),
+        "--listen",
     ),
-    (
+    setting(
         "GATEWAY_METRICS_LISTEN",
-        "",
-        "address serving Prometheus metrics at /metrics, e.g. 0.0.0.0:9464; unset disables",
+        None,
+        Kind::Address,
+        "address serving Prometheus metrics at `/metrics`, e.g. `0.0.0.0:9464`; unset disables",
     ),
-    (
-        "GATEWAY_SANDBOX",
-        "false",
-        "serve against the embedded upstream emulator (flag --sandbox)",
+    flag(
+        setting(
+            "GATEWAY_SANDBOX",
+            Some("false"),
+            Kind::Bool,
+            "serve against the embedded upstream emulator",
+        ),
+        "--sandbox",
     ),
-    (
+    setting(
         "FINGERPRINT_SECRET_API_KEY",
-        "",
+        None,
+        Kind::Secret,
         "fingerprint.com secret API key; unset disables FingerprintService",
     ),
-    (
-        "FINGERPRINT_API_VERSION",
-        "v4",
-        "fingerprint.com Server API generation: v4 or v3",
+    flag(
+        setting(
+            "FINGERPRINT_API_VERSION",
+            Some("v4"),
+            Kind::Choice(&["v4", "v3"]),
+            "fingerprint.com Server API generation: v4 or v3",
+        ),
+        "--fingerprint-api-version",
     ),
-    (
-        "FINGERPRINT_REGION",
-        "global",
-        "fingerprint.com region: global, eu or ap",
+    flag(
+        setting(
+            "FINGERPRINT_REGION",
+            Some("global"),
+            Kind::Choice(&["global", "eu", "ap"]),
+            "fingerprint.com region: global, eu or ap",
+        ),
+        "--fingerprint-region",
     ),
-    (
+    setting(
         "FINGERPRINT_API_BASE_URL",
-        "",
+        None,
+        Kind::Url,
         "overrides the region's base URL (proxy, tests)",
     ),
-    (
+    setting(
         "FINGERPRINT_SEALED_RESULT_KEYS",
-        "",
-        "comma-separated base64 AES-256 keys for UnsealEvent, tried in order",
+        None,
+        Kind::Secrets,
+        "comma-separated base64 AES-256 keys for UnsealEvent, tried in order (TOML: a string or an array)",
     ),
-    (
+    setting(
         "FINGERPRINT_WEBHOOK_SECRETS",
-        "",
-        "comma-separated secrets for VerifyWebhookSignature",
+        None,
+        Kind::Secrets,
+        "comma-separated secrets for VerifyWebhookSignature (TOML: a string or an array)",
     ),
-    (
+    setting(
         "STYTCH_PROJECT_ID",
-        "",
+        None,
+        Kind::Text,
         "Stytch project id; unset disables StytchService",
     ),
-    (
+    setting(
         "STYTCH_SECRET",
-        "",
+        None,
+        Kind::Secret,
         "Stytch secret; unset disables StytchService",
     ),
-    (
+    setting(
         "STYTCH_API_BASE_URL",
-        DEFAULT_STYTCH_BASE_URL,
+        Some("https://telemetry.stytch.com"),
+        Kind::Url,
         "Stytch DFP base URL",
     ),
-    (
+    setting(
         "GATEWAY_UPSTREAM_TIMEOUT",
-        "10s",
+        Some("10s"),
+        Kind::Duration,
         "time allowed for one upstream HTTP call",
     ),
-    (
+    setting(
         "GATEWAY_MAX_BODY_BYTES",
-        "8388608",
-        "largest upstream answer body accepted",
+        Some("8388608"),
+        Kind::Count,
+        "largest upstream answer body accepted (at least 1024)",
     ),
-    (
+    setting(
         "GATEWAY_CACHE_MAX_BYTES",
-        "67108864",
-        "cache size bound in bytes (0 disables the cache)",
+        Some("67108864"),
+        Kind::Count,
+        "cache size bound in bytes, counting what entries really occupy (0 disables the cache)",
     ),
-    (
+    setting(
         "GATEWAY_CACHE_TTL_GET_EVENT",
-        "300s",
+        Some("300s"),
+        TTL,
         "cache TTL of GetEvent answers",
     ),
-    (
+    setting(
         "GATEWAY_CACHE_TTL_GET_VISITS",
-        "30s",
+        Some("30s"),
+        TTL,
         "cache TTL of GetVisits answers",
     ),
-    (
+    setting(
         "GATEWAY_CACHE_TTL_SEARCH_EVENTS",
-        "30s",
+        Some("30s"),
+        TTL,
         "cache TTL of SearchEvents answers",
     ),
-    (
+    setting(
         "GATEWAY_CACHE_TTL_LOOKUP_TELEMETRY",
-        "60s",
+        Some("60s"),
+        TTL,
         "cache TTL of LookupTelemetry answers",
     ),
-    (
+    setting(
         "GATEWAY_CACHE_TTL_LIST_RULES",
-        "30s",
+        Some("30s"),
+        TTL,
         "cache TTL of ListRules answers",
     ),
-    (
+    setting(
         "GATEWAY_CACHE_TTL_LIST_VERDICT_REASONS",
-        "60s",
+        Some("60s"),
+        TTL,
         "cache TTL of ListVerdictReasons answers",
     ),
-    (
+    setting(
         "GATEWAY_CACHE_TTL_NOT_FOUND",
-        "5s",
+        Some("5s"),
+        TTL,
         "cache TTL of NOT_FOUND answers",
     ),
-    (
+    setting(
         "GATEWAY_SHUTDOWN_GRACE",
-        "20s",
+        Some("20s"),
+        Kind::Duration,
         "time in-flight RPCs get to finish after SIGTERM/SIGINT",
     ),
-    (
-        "GATEWAY_LOG_FORMAT",
-        "text",
-        "log format: text or json (filter with RUST_LOG)",
+    flag(
+        setting(
+            "GATEWAY_LOG_FORMAT",
+            Some("text"),
+            Kind::Choice(&["text", "json"]),
+            "log format: text or json (filter with RUST_LOG)",
+        ),
+        "--log-format",
     ),
-    (
+    setting(
         "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "",
+        None,
+        Kind::Text,
         "OTLP/gRPC collector; unset disables trace export",
     ),
-    (
+    setting(
         "OTEL_SERVICE_NAME",
-        "fingerprint-gateway",
+        Some("fingerprint-gateway"),
+        Kind::Text,
         "service.name of exported spans",
     ),
-    (
+    setting(
         "OTEL_TRACES_SAMPLER",
-        "parentbased_always_on",
+        Some("parentbased_always_on"),
+        Kind::Choice(&[
+            "always_on",
+            "always_off",
+            "traceidratio",
+            "parentbased_always_on",
+            "parentbased_always_off",
+            "parentbased_traceidratio",
+        ]),
         "which traces are exported: always_on, always_off, traceidratio, or parentbased_ with one of these",
     ),
-    (
+    setting(
         "OTEL_TRACES_SAMPLER_ARG",
-        "1.0",
+        Some("1.0"),
+        Kind::Ratio,
         "the ratio of traceidratio samplers, 0 to 1",
     ),
 ];
+
+/// A setting's value, read by its row's [`Kind`].
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    Address(SocketAddr),
+    Bool(bool),
+    Duration(Duration),
+    Count(u64),
+    Url(Url),
+    Text(String),
+    List(Vec<String>),
+    Ratio(f64),
+}
 
 /// A configuration problem, reported before any port is bound.
 #[derive(Debug, thiserror::Error)]
@@ -414,50 +528,35 @@ impl Config {
 
     /// A configuration from one lookup function (flags, env and file already merged).
     pub fn from_lookup(get: &dyn Fn(&'static str) -> Option<String>) -> Result<Self, ConfigError> {
-        let listen = parse_with(get, "GATEWAY_LISTEN", DEFAULT_LISTEN, |s| {
-            s.parse::<SocketAddr>().map_err(|e| e.to_string())
-        })?;
-        let sandbox = parse_bool(get, "GATEWAY_SANDBOX", false)?;
-        let metrics_listen = get("GATEWAY_METRICS_LISTEN")
-            .map(|s| {
-                s.trim()
-                    .parse::<SocketAddr>()
-                    .map_err(|e| invalid("GATEWAY_METRICS_LISTEN", e.to_string()))
-            })
-            .transpose()?;
-        let generation = parse_with(get, "FINGERPRINT_API_VERSION", "v4", |s| {
-            match s.to_ascii_lowercase().as_str() {
-                "v4" | "4" => Ok(Generation::V4),
-                "v3" | "3" => Ok(Generation::V3),
-                other => Err(format!("expected v4 or v3, got {other:?}")),
-            }
-        })?;
-        let region_url = parse_with(get, "FINGERPRINT_REGION", "global", |s| {
-            match s.to_ascii_lowercase().as_str() {
-                "global" | "us" => Ok("https://api.fpjs.io"),
-                "eu" => Ok("https://eu.api.fpjs.io"),
-                "ap" | "asia" => Ok("https://ap.api.fpjs.io"),
-                other => Err(format!("expected global, eu or ap, got {other:?}")),
-            }
-        })?;
-        let fp_base = match get("FINGERPRINT_API_BASE_URL") {
-            Some(url) => parse_url("FINGERPRINT_API_BASE_URL", &url)?,
-            None => parse_url("FINGERPRINT_REGION", region_url)?,
+        let v = Values { get };
+        let generation = match v.word("FINGERPRINT_API_VERSION")?.as_str() {
+            "v3" => Generation::V3,
+            _ => Generation::V4,
         };
-        let fingerprint = get("FINGERPRINT_SECRET_API_KEY").map(|key| FingerprintConfig {
-            generation,
-            base_url: fp_base,
-            secret_api_key: Secret::new(key.trim()),
-        });
-        let stytch_base = parse_url(
-            "STYTCH_API_BASE_URL",
-            &get("STYTCH_API_BASE_URL").unwrap_or_else(|| DEFAULT_STYTCH_BASE_URL.to_owned()),
-        )?;
-        let stytch = match (get("STYTCH_PROJECT_ID"), get("STYTCH_SECRET")) {
+        let region_url = match v.word("FINGERPRINT_REGION")?.as_str() {
+            "eu" => "https://eu.api.fpjs.io",
+            "ap" => "https://ap.api.fpjs.io",
+            _ => "https://api.fpjs.io",
+        };
+        let fp_base = match v.url_opt("FINGERPRINT_API_BASE_URL")? {
+            Some(url) => url,
+            None => check_url("FINGERPRINT_REGION", region_url)?,
+        };
+        let fingerprint = v
+            .text_opt("FINGERPRINT_SECRET_API_KEY")?
+            .map(|key| FingerprintConfig {
+                generation,
+                base_url: fp_base,
+                secret_api_key: Secret::new(key),
+            });
+        let stytch = match (
+            v.text_opt("STYTCH_PROJECT_ID")?,
+            v.text_opt("STYTCH_SECRET")?,
+        ) {
             (Some(project_id), Some(secret)) => Some(StytchConfig {
-                base_url: stytch_base,
-                project_id: project_id.trim().to_owned(),
-                secret: Secret::new(secret.trim()),
+                base_url: v.url("STYTCH_API_BASE_URL")?,
+                project_id,
+                secret: Secret::new(secret),
             }),
             (Some(_), None) => {
                 return Err(invalid(
@@ -474,59 +573,69 @@ impl Config {
             (None, None) => None,
         };
         let cache = CacheConfig {
-            max_bytes: parse_with(get, "GATEWAY_CACHE_MAX_BYTES", "67108864", parse_num)?,
-            get_event: duration(get, "GATEWAY_CACHE_TTL_GET_EVENT", "300s")?,
-            get_visits: duration(get, "GATEWAY_CACHE_TTL_GET_VISITS", "30s")?,
-            search_events: duration(get, "GATEWAY_CACHE_TTL_SEARCH_EVENTS", "30s")?,
-            lookup_telemetry: duration(get, "GATEWAY_CACHE_TTL_LOOKUP_TELEMETRY", "60s")?,
-            list_rules: duration(get, "GATEWAY_CACHE_TTL_LIST_RULES", "30s")?,
-            list_verdict_reasons: duration(get, "GATEWAY_CACHE_TTL_LIST_VERDICT_REASONS", "60s")?,
-            not_found: duration(get, "GATEWAY_CACHE_TTL_NOT_FOUND", "5s")?,
+            max_bytes: v.count("GATEWAY_CACHE_MAX_BYTES")?,
+            get_event: v.duration("GATEWAY_CACHE_TTL_GET_EVENT")?,
+            get_visits: v.duration("GATEWAY_CACHE_TTL_GET_VISITS")?,
+            search_events: v.duration("GATEWAY_CACHE_TTL_SEARCH_EVENTS")?,
+            lookup_telemetry: v.duration("GATEWAY_CACHE_TTL_LOOKUP_TELEMETRY")?,
+            list_rules: v.duration("GATEWAY_CACHE_TTL_LIST_RULES")?,
+            list_verdict_reasons: v.duration("GATEWAY_CACHE_TTL_LIST_VERDICT_REASONS")?,
+            not_found: v.duration("GATEWAY_CACHE_TTL_NOT_FOUND")?,
         };
-        let upstream_timeout = duration(get, "GATEWAY_UPSTREAM_TIMEOUT", "10s")?;
+        let upstream_timeout = v.duration("GATEWAY_UPSTREAM_TIMEOUT")?;
         if upstream_timeout.is_zero() {
             return Err(invalid(
                 "GATEWAY_UPSTREAM_TIMEOUT",
                 "must be greater than zero",
             ));
         }
-        let max_body_bytes = parse_with(get, "GATEWAY_MAX_BODY_BYTES", "8388608", parse_num)?;
+        let max_body_bytes = usize::try_from(v.count("GATEWAY_MAX_BODY_BYTES")?)
+            .map_err(|_| invalid("GATEWAY_MAX_BODY_BYTES", "is too large"))?;
         if max_body_bytes < 1024 {
             return Err(invalid("GATEWAY_MAX_BODY_BYTES", "must be at least 1024"));
         }
-        let log_format = parse_with(get, "GATEWAY_LOG_FORMAT", "text", |s| {
-            match s.to_ascii_lowercase().as_str() {
-                "text" => Ok(LogFormat::Text),
-                "json" => Ok(LogFormat::Json),
-                other => Err(format!("expected text or json, got {other:?}")),
-            }
-        })?;
-        let sealed_result_keys = list(get("FINGERPRINT_SEALED_RESULT_KEYS"))
+        let log_format = match v.word("GATEWAY_LOG_FORMAT")?.as_str() {
+            "json" => LogFormat::Json,
+            _ => LogFormat::Text,
+        };
+        let sealed_result_keys = v
+            .list("FINGERPRINT_SEALED_RESULT_KEYS")?
             .iter()
             .enumerate()
             .map(|(i, key)| parse_sealed_key(i, key))
             .collect::<Result<Vec<_>, _>>()?;
-        let webhook_secrets = list(get("FINGERPRINT_WEBHOOK_SECRETS"))
+        let webhook_secrets = v
+            .list("FINGERPRINT_WEBHOOK_SECRETS")?
             .into_iter()
             .map(Secret::new)
             .collect();
+        let sampler_word = v.word("OTEL_TRACES_SAMPLER")?;
+        let ratio = v.ratio("OTEL_TRACES_SAMPLER_ARG")?;
+        let (parent_based, root) = match sampler_word.strip_prefix("parentbased_") {
+            Some(root) => (true, root),
+            None => (false, sampler_word.as_str()),
+        };
+        let root = match root {
+            "always_off" => RootSampling::Never,
+            "traceidratio" => RootSampling::Ratio(ratio),
+            _ => RootSampling::Always,
+        };
         let config = Self {
-            listen,
-            sandbox,
-            metrics_listen,
+            listen: v.address("GATEWAY_LISTEN")?,
+            sandbox: v.bool("GATEWAY_SANDBOX")?,
+            metrics_listen: v.address_opt("GATEWAY_METRICS_LISTEN")?,
             fingerprint,
             stytch,
             fingerprint_generation: generation,
             upstream_timeout,
             max_body_bytes,
             cache,
-            shutdown_grace: duration(get, "GATEWAY_SHUTDOWN_GRACE", "20s")?,
+            shutdown_grace: v.duration("GATEWAY_SHUTDOWN_GRACE")?,
             telemetry: TelemetryConfig {
-                otlp_endpoint: get("OTEL_EXPORTER_OTLP_ENDPOINT"),
-                service_name: get("OTEL_SERVICE_NAME")
-                    .unwrap_or_else(|| "fingerprint-gateway".to_owned()),
+                otlp_endpoint: v.text_opt("OTEL_EXPORTER_OTLP_ENDPOINT")?,
+                service_name: v.text("OTEL_SERVICE_NAME")?,
                 log_format,
-                sampler: sampler(get)?,
+                sampler: TraceSampler { parent_based, root },
             },
             sealed_result_keys,
             webhook_secrets,
@@ -538,41 +647,215 @@ impl Config {
     }
 }
 
-fn sampler(get: &dyn Fn(&'static str) -> Option<String>) -> Result<TraceSampler, ConfigError> {
-    let ratio = parse_with(get, "OTEL_TRACES_SAMPLER_ARG", "1.0", |s| {
-        s.parse::<f64>()
-            .ok()
-            .filter(|r| (0.0..=1.0).contains(r))
-            .ok_or_else(|| format!("expected a ratio from 0 to 1, got {s:?}"))
-    })?;
-    parse_with(get, "OTEL_TRACES_SAMPLER", "parentbased_always_on", |s| {
-        let lower = s.to_ascii_lowercase();
-        let (parent_based, root) = match lower.strip_prefix("parentbased_") {
-            Some(root) => (true, root.to_owned()),
-            None => (false, lower),
-        };
-        let root = match root.as_str() {
-            "always_on" => RootSampling::Always,
-            "always_off" => RootSampling::Never,
-            "traceidratio" => RootSampling::Ratio(ratio),
-            _ => {
-                return Err(format!(
-                    "expected always_on, always_off, traceidratio or parentbased_ with one of these, got {s:?}"
-                ));
+// === impl Setting ===
+
+impl Setting {
+    /// The TOML key: the name in lower case.
+    pub fn toml_key(&self) -> String {
+        self.name.to_ascii_lowercase()
+    }
+
+    /// Reads `text` the way this row says.
+    fn parse(&self, text: &str) -> Result<Value, ConfigError> {
+        let text = text.trim();
+        let bad = |reason: String| invalid(self.name, reason);
+        Ok(match self.kind {
+            Kind::Address => Value::Address(
+                text.parse()
+                    .map_err(|e: std::net::AddrParseError| bad(e.to_string()))?,
+            ),
+            Kind::Bool => Value::Bool(match text.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                other => return Err(bad(format!("expected true or false, got {other:?}"))),
+            }),
+            Kind::Duration => Value::Duration(match text.parse::<u64>() {
+                Ok(secs) => Duration::from_secs(secs),
+                Err(_) => humantime::parse_duration(text)
+                    .map_err(|e| bad(format!("expected a duration such as 30s: {e}")))?,
+            }),
+            Kind::Count => Value::Count(
+                text.parse()
+                    .map_err(|_| bad(format!("expected a whole number, got {text:?}")))?,
+            ),
+            Kind::Url => Value::Url(check_url(self.name, text)?),
+            Kind::Text | Kind::Secret => Value::Text(text.to_owned()),
+            Kind::Secrets => Value::List(
+                text.split(',')
+                    .map(str::trim)
+                    // An empty secret is no secret.
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            Kind::Choice(words) => {
+                let word = text.to_ascii_lowercase();
+                if !words.contains(&word.as_str()) {
+                    return Err(bad(format!(
+                        "expected {}, got {text:?}",
+                        words.join(" or ")
+                    )));
+                }
+                Value::Text(word)
             }
-        };
-        Ok(TraceSampler { parent_based, root })
-    })
+            Kind::Ratio => Value::Ratio(
+                text.parse::<f64>()
+                    .ok()
+                    .filter(|r| (0.0..=1.0).contains(r))
+                    .ok_or_else(|| bad(format!("expected a ratio from 0 to 1, got {text:?}")))?,
+            ),
+        })
+    }
 }
 
-/// Splits a comma-separated list; empty entries are dropped (an empty secret is no secret).
-fn list(raw: Option<String>) -> Vec<String> {
-    raw.unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
+/// The row of a setting.
+pub fn setting_named(name: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.name == name)
+}
+
+/// The settings as the README's configuration table (a test compares the two).
+pub fn settings_table() -> String {
+    let mut out =
+        String::from("| environment | TOML key | default | meaning |\n|---|---|---|---|\n");
+    for s in SETTINGS {
+        let default = s
+            .default
+            .map_or_else(|| "—".to_owned(), |d| format!("`{d}`"));
+        let flag = s.flag.map(|f| format!(" (flag `{f}`)")).unwrap_or_default();
+        out.push_str(&format!(
+            "| `{}` | `{}` | {default} | {}{flag} |\n",
+            s.name,
+            s.toml_key(),
+            s.help
+        ));
+    }
+    out
+}
+
+/// The settings for `--help`.
+pub fn settings_help() -> String {
+    let mut out = String::from(
+        "Settings (environment variable; TOML key in lower case; flags above win over both):\n",
+    );
+    for s in SETTINGS {
+        let default = s
+            .default
+            .map(|d| format!(" [default: {d}]"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  {}{default}\n      {}\n",
+            s.name,
+            s.help.replace('`', "")
+        ));
+    }
+    out
+}
+
+/// Typed access to the merged values, each read by its row (its default when unset).
+struct Values<'a> {
+    get: &'a dyn Fn(&'static str) -> Option<String>,
+}
+
+impl Values<'_> {
+    fn value(&self, name: &'static str) -> Result<Option<Value>, ConfigError> {
+        let row =
+            setting_named(name).ok_or_else(|| invalid(name, "is not a setting (a gateway bug)"))?;
+        match (self.get)(name).or_else(|| row.default.map(str::to_owned)) {
+            Some(text) if !text.trim().is_empty() => row.parse(&text).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    fn wrong(name: &'static str) -> ConfigError {
+        invalid(
+            name,
+            "is read as another kind than its row says (a gateway bug)",
+        )
+    }
+
+    fn address_opt(&self, name: &'static str) -> Result<Option<SocketAddr>, ConfigError> {
+        match self.value(name)? {
+            None => Ok(None),
+            Some(Value::Address(a)) => Ok(Some(a)),
+            Some(_) => Err(Self::wrong(name)),
+        }
+    }
+
+    fn address(&self, name: &'static str) -> Result<SocketAddr, ConfigError> {
+        self.address_opt(name)?
+            .ok_or_else(|| invalid(name, "is required"))
+    }
+
+    fn bool(&self, name: &'static str) -> Result<bool, ConfigError> {
+        match self.value(name)? {
+            None => Ok(false),
+            Some(Value::Bool(b)) => Ok(b),
+            Some(_) => Err(Self::wrong(name)),
+        }
+    }
+
+    fn duration(&self, name: &'static str) -> Result<Duration, ConfigError> {
+        match self.value(name)? {
+            Some(Value::Duration(d)) => Ok(d),
+            None => Err(invalid(name, "is required")),
+            Some(_) => Err(Self::wrong(name)),
+        }
+    }
+
+    fn count(&self, name: &'static str) -> Result<u64, ConfigError> {
+        match self.value(name)? {
+            Some(Value::Count(n)) => Ok(n),
+            None => Err(invalid(name, "is required")),
+            Some(_) => Err(Self::wrong(name)),
+        }
+    }
+
+    fn url_opt(&self, name: &'static str) -> Result<Option<Url>, ConfigError> {
+        match self.value(name)? {
+            None => Ok(None),
+            Some(Value::Url(u)) => Ok(Some(u)),
+            Some(_) => Err(Self::wrong(name)),
+        }
+    }
+
+    fn url(&self, name: &'static str) -> Result<Url, ConfigError> {
+        self.url_opt(name)?
+            .ok_or_else(|| invalid(name, "is required"))
+    }
+
+    fn text_opt(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+        match self.value(name)? {
+            None => Ok(None),
+            Some(Value::Text(t)) => Ok(Some(t)),
+            Some(_) => Err(Self::wrong(name)),
+        }
+    }
+
+    fn text(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.text_opt(name)?
+            .ok_or_else(|| invalid(name, "is required"))
+    }
+
+    /// A `Choice`, lower-cased.
+    fn word(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.text(name)
+    }
+
+    fn list(&self, name: &'static str) -> Result<Vec<String>, ConfigError> {
+        match self.value(name)? {
+            None => Ok(Vec::new()),
+            Some(Value::List(l)) => Ok(l),
+            Some(_) => Err(Self::wrong(name)),
+        }
+    }
+
+    fn ratio(&self, name: &'static str) -> Result<f64, ConfigError> {
+        match self.value(name)? {
+            Some(Value::Ratio(r)) => Ok(r),
+            None => Err(invalid(name, "is required")),
+            Some(_) => Err(Self::wrong(name)),
+        }
+    }
 }
 
 fn parse_sealed_key(index: usize, raw: &str) -> Result<SealedKey, ConfigError> {
@@ -614,51 +897,7 @@ fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-fn parse_with<T>(
-    get: &dyn Fn(&'static str) -> Option<String>,
-    name: &'static str,
-    default: &str,
-    parse: impl Fn(&str) -> Result<T, String>,
-) -> Result<T, ConfigError> {
-    let raw = get(name).unwrap_or_else(|| default.to_owned());
-    parse(raw.trim()).map_err(|reason| invalid(name, reason))
-}
-
-fn parse_bool(
-    get: &dyn Fn(&'static str) -> Option<String>,
-    name: &'static str,
-    default: bool,
-) -> Result<bool, ConfigError> {
-    let default = if default { "true" } else { "false" };
-    parse_with(get, name, default, |s| {
-        match s.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Ok(true),
-            "false" | "0" | "no" | "off" => Ok(false),
-            other => Err(format!("expected true or false, got {other:?}")),
-        }
-    })
-}
-
-fn parse_num<T: std::str::FromStr>(s: &str) -> Result<T, String> {
-    s.parse::<T>()
-        .map_err(|_| format!("expected a whole number, got {s:?}"))
-}
-
-fn duration(
-    get: &dyn Fn(&'static str) -> Option<String>,
-    name: &'static str,
-    default: &str,
-) -> Result<Duration, ConfigError> {
-    parse_with(get, name, default, |s| {
-        // A bare number means seconds.
-        if let Ok(secs) = s.parse::<u64>() {
-            return Ok(Duration::from_secs(secs));
-        }
-        humantime::parse_duration(s).map_err(|e| format!("expected a duration such as 30s: {e}"))
-    })
-}
-
-fn parse_url(name: &'static str, raw: &str) -> Result<Url, ConfigError> {
+fn check_url(name: &'static str, raw: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(raw.trim()).map_err(|e| invalid(name, format!("not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(invalid(name, "must be an http or https URL"));
@@ -691,7 +930,7 @@ fn read_file(path: &PathBuf) -> Result<HashMap<&'static str, String>, ConfigErro
     for (key, value) in table {
         let Some(name) = SETTINGS
             .iter()
-            .map(|(name, _, _)| *name)
+            .map(|s| s.name)
             .find(|name| name.eq_ignore_ascii_case(&key))
         else {
             return Err(ConfigError::UnknownKey {
@@ -738,11 +977,24 @@ mod tests {
     }
 
     #[test]
-    fn readme_documents_every_setting() {
+    fn readme_table_is_the_settings_table() {
         let readme = include_str!("../README.md");
-        for (name, _, _) in SETTINGS {
-            assert!(readme.contains(&format!("`{name}`")), "README lacks {name}");
+        let table = settings_table();
+        assert!(
+            readme.contains(&table),
+            "README's configuration table differs from SETTINGS; it should read:\n{table}"
+        );
+    }
+
+    #[test]
+    fn every_default_parses_by_its_own_row() {
+        for s in SETTINGS {
+            if let Some(d) = s.default {
+                assert!(s.parse(d).is_ok(), "{}: default {d:?}", s.name);
+            }
         }
+        let names: std::collections::HashSet<_> = SETTINGS.iter().map(|s| s.name).collect();
+        assert_eq!(names.len(), SETTINGS.len(), "one row per setting");
     }
 
     #[test]

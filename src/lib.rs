@@ -1,3 +1,22 @@
+//! fingerprint-gateway: one gRPC service in front of fingerprint.com's Server API and
+//! Stytch Device Fingerprinting.
+//!
+//! # Layout
+//!
+//! A call flows top to bottom; each module imports only those below it (and the
+//! leaves).
+//!
+//! - [`server`]: the tonic server: health, reflection, the tower layers, drain.
+//! - [`cache`]: the answer cache and the layer that answers hits from stored frames.
+//! - [`service`]: the RPC handlers: validate, page, call the upstream, convert.
+//! - [`upstream`]: the HTTP clients of fingerprint.com and Stytch; they return JSON.
+//! - [`convert`]: upstream JSON to protobuf messages (events, lists, Stytch answers).
+//! - [`sealed`], [`webhook`]: local verification (sealed results, webhook signatures).
+//! - [`sandbox`]: the embedded emulator of both upstreams (`--sandbox`).
+//! - Used by every layer: [`metrics`] (Prometheus), [`telemetry`] (logs, traces).
+//! - Leaves: [`error`] (the one mapping to gRPC statuses), [`config`] (the settings
+//!   table), [`rpc`] (the RPCs as an enum), [`cidr`], and [`proto`] (generated).
+
 // The sandbox builds its large example answers with `serde_json::json!`.
 #![recursion_limit = "256"]
 

@@ -23,7 +23,7 @@ const EXIT_USAGE: u8 = 64;
 /// Settings come from flags, then the environment, then the TOML file given by
 /// --config (or GATEWAY_CONFIG); see the README for the full table.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version, after_long_help = fingerprint_gateway::config::settings_help())]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

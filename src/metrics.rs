@@ -27,7 +27,6 @@ use prometheus_client::{
 };
 use tokio::net::TcpListener;
 
-use crate::cache::CacheStatus;
 use crate::error::Upstream;
 use crate::rpc::Rpc;
 
@@ -78,8 +77,12 @@ struct CacheLabels {
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 struct RpcShort(Rpc);
 
+/// Where a cached RPC's answer came from: `hit`, `miss` or `bypass`.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-struct CacheResult(CacheStatus);
+struct CacheResult(&'static str);
+
+/// The cache outcomes, in slot order.
+const CACHE_OUTCOMES: [&str; 3] = ["hit", "miss", "bypass"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UpstreamLabels {
@@ -195,7 +198,7 @@ impl EncodeLabelValue for RpcShort {
 
 impl EncodeLabelValue for CacheResult {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.0.as_str())
+        encoder.write_str(self.0)
     }
 }
 
@@ -278,19 +281,17 @@ impl Metrics {
         }
     }
 
-    /// Counts one cache outcome.
-    pub fn cache(&self, rpc: Rpc, status: CacheStatus) {
-        let result = match status {
-            CacheStatus::Hit => 0,
-            CacheStatus::Miss => 1,
-            CacheStatus::Bypass => 2,
+    /// Counts one cache outcome (`hit`, `miss` or `bypass`).
+    pub fn cache(&self, rpc: Rpc, outcome: &'static str) {
+        let Some(result) = CACHE_OUTCOMES.iter().position(|o| *o == outcome) else {
+            return;
         };
         if let Some(slot) = self.cache_slots.get(rpc.index() * CACHE_RESULTS + result) {
             slot.get_or_init(|| {
                 self.cache
                     .get_or_create(&CacheLabels {
                         rpc: RpcShort(rpc),
-                        result: CacheResult(status),
+                        result: CacheResult(outcome),
                     })
                     .clone()
             })

@@ -149,7 +149,7 @@ where
             if mode == CacheMode::Normal
                 && let Some(entry) = cache.get(&key).await
             {
-                metrics.cache(rpc, CacheStatus::Hit);
+                metrics.cache(rpc, CacheStatus::Hit.as_str());
                 return Ok(replay(&entry.answer, CacheStatus::Hit));
             }
             let request = Request::from_parts(parts, Body::new(Full::new(body)));
@@ -191,7 +191,7 @@ where
         let mut response = call.await?;
         if let Some((metrics, rpc)) = bypass {
             mark(response.headers_mut(), CacheStatus::Bypass);
-            metrics.cache(rpc, CacheStatus::Bypass);
+            metrics.cache(rpc, CacheStatus::Bypass.as_str());
         }
         Ok(response.map(CachedBody::Inner))
     })
@@ -230,7 +230,7 @@ where
             }
         };
         if mode == CacheMode::NoCache {
-            metrics.cache(rpc, CacheStatus::Bypass);
+            metrics.cache(rpc, CacheStatus::Bypass.as_str());
             return Ok(match fetch.await {
                 Ok((entry, collected)) => {
                     cache.put(&key, entry, epoch).await;
@@ -250,7 +250,7 @@ where
         let outcome = cache.load::<Collected, _>(&key, load).await;
         Ok(match (outcome, own) {
             (Ok(_), Some(collected)) => {
-                metrics.cache(rpc, CacheStatus::Miss);
+                metrics.cache(rpc, CacheStatus::Miss.as_str());
                 collected.into_response(CacheStatus::Miss)
             }
             (Ok((entry, fresh)), None) => {
@@ -259,11 +259,11 @@ where
                 } else {
                     CacheStatus::Hit
                 };
-                metrics.cache(rpc, status);
+                metrics.cache(rpc, status.as_str());
                 replay(&entry.answer, status)
             }
             (Err(shared), _) => {
-                metrics.cache(rpc, CacheStatus::Miss);
+                metrics.cache(rpc, CacheStatus::Miss.as_str());
                 shared.replay(CacheStatus::Miss)
             }
         })

@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 use super::page::{self, Binding};
 use super::validate;
 use crate::cache::Cache;
+use crate::cidr::Cidr;
 use crate::convert::stytch as convert;
 use crate::error::{Error, Upstream, quote};
 use crate::proto::v1::{
@@ -261,26 +262,17 @@ fn check_rule(req: &SetRuleRequest) -> Result<(), Error> {
 
 /// An IPv4 address, or a CIDR block with a prefix from 16 to 32.
 fn check_cidr(cidr: &str) -> Result<(), Error> {
-    let (addr, prefix) = match cidr.split_once('/') {
-        Some((a, p)) => (a, Some(p)),
-        None => (cidr, None),
-    };
-    if addr.parse::<std::net::Ipv4Addr>().is_err() {
-        return Err(Error::invalid(
+    match Cidr::parse(cidr) {
+        Ok(c) if c.addr.is_ipv4() && (c.prefix.is_none() || (16..=32).contains(&c.bits())) => {
+            Ok(())
+        }
+        Ok(c) if c.addr.is_ipv4() => Err(Error::invalid(
+            "cidr_block",
+            format!("{}: the prefix must be between 16 and 32", quote(cidr)),
+        )),
+        _ => Err(Error::invalid(
             "cidr_block",
             format!("{} is not an IPv4 address or CIDR block", quote(cidr)),
-        ));
+        )),
     }
-    if let Some(p) = prefix {
-        match p.parse::<u8>() {
-            Ok(16..=32) => {}
-            _ => {
-                return Err(Error::invalid(
-                    "cidr_block",
-                    format!("{}: the prefix must be between 16 and 32", quote(cidr)),
-                ));
-            }
-        }
-    }
-    Ok(())
 }

@@ -1,9 +1,8 @@
 //! Request validation at the RPC edge: every field is checked before any upstream call.
 
-use std::net::IpAddr;
-
 use prost_types::Timestamp;
 
+use crate::cidr::{Cidr, CidrError};
 use crate::error::{Error, quote};
 
 /// Longest id accepted (event, visitor, telemetry and ruleset ids).
@@ -158,29 +157,17 @@ pub fn ip_or_cidr(field: &'static str, value: &str) -> Result<(), Error> {
     if value.is_empty() {
         return Ok(());
     }
-    let (addr, prefix) = match value.split_once('/') {
-        Some((a, p)) => (a, Some(p)),
-        None => (value, None),
-    };
-    let ip: IpAddr = addr.parse().map_err(|_| {
-        Error::invalid(
+    match Cidr::parse(value) {
+        Ok(_) => Ok(()),
+        Err(CidrError::Address) => Err(Error::invalid(
             field,
             format!("{} is not an IP address or CIDR range", quote(value)),
-        )
-    })?;
-    if let Some(p) = prefix {
-        let max = if ip.is_ipv4() { 32 } else { 128 };
-        match p.parse::<u8>() {
-            Ok(n) if n <= max => {}
-            _ => {
-                return Err(Error::invalid(
-                    field,
-                    format!("{} has a prefix outside 0..={max}", quote(value)),
-                ));
-            }
-        }
+        )),
+        Err(CidrError::Prefix { max }) => Err(Error::invalid(
+            field,
+            format!("{} has a prefix outside 0..={max}", quote(value)),
+        )),
     }
-    Ok(())
 }
 
 /// A decimal number such as an ASN (empty means "not set").
