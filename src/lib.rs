@@ -6,7 +6,8 @@
 //! A call flows top to bottom; each module imports only those below it (and the
 //! leaves).
 //!
-//! - [`server`]: the tonic server: health, reflection, the tower layers, drain.
+//! - [`server`]: the tonic server: health, reflection, drain.
+//! - [`edge`]: the one tower layer in front of the services: span, metrics, cache.
 //! - [`cache`]: the answer cache and the layer that answers hits from stored frames.
 //! - [`service`]: the RPC handlers: validate, page, call the upstream, convert.
 //! - [`upstream`]: the HTTP clients of fingerprint.com and Stytch; they return JSON.
@@ -24,6 +25,7 @@ pub mod cache;
 pub mod cidr;
 pub mod config;
 pub mod convert;
+pub mod edge;
 pub mod error;
 pub mod metrics;
 pub mod proto;

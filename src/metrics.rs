@@ -9,9 +9,7 @@
 use std::{
     fmt::Write as _,
     future::Future,
-    pin::Pin,
     sync::{Arc, OnceLock},
-    task::{Context, Poll},
     time::Instant,
 };
 
@@ -29,9 +27,6 @@ use tokio::net::TcpListener;
 
 use crate::error::Upstream;
 use crate::rpc::Rpc;
-
-/// Where a handler's error status travels (a trailers-only answer's headers).
-static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 
 /// A gRPC method, as a label: ours, the platform's, or `unknown`.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -244,7 +239,7 @@ impl Metrics {
             "time for one upstream HTTP call",
             upstream_seconds.clone(),
         );
-        Self {
+        let metrics = Self {
             registry,
             rpcs,
             rpc_seconds,
@@ -254,31 +249,46 @@ impl Metrics {
             rpc_slots: slots(METHODS * CODES),
             rpc_seconds_slots: slots(METHODS),
             cache_slots: slots(Rpc::ALL.len() * CACHE_RESULTS),
-        }
+        };
+        // What any made-up path is answered with exists from the start, so the first
+        // such call adds no series either.
+        let _ = metrics.rpc_counter(Method::Unknown, tonic::Code::Unimplemented);
+        let _ = metrics.rpc_histogram(Method::Unknown);
+        metrics
     }
 
     /// Counts one answered RPC.
     pub fn rpc(&self, method: Method, code: tonic::Code, started: Instant) {
+        if let Some(counter) = self.rpc_counter(method, code) {
+            counter.inc();
+        }
+        if let Some(histogram) = self.rpc_histogram(method) {
+            histogram.observe(started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// The counter of `method` answered with `code`, created on first use.
+    fn rpc_counter(&self, method: Method, code: tonic::Code) -> Option<&Counter> {
         let code_index = (code as usize).min(CODES - 1);
-        if let Some(slot) = self.rpc_slots.get(method.index() * CODES + code_index) {
-            slot.get_or_init(|| {
-                self.rpcs
-                    .get_or_create(&RpcLabels {
-                        rpc: method,
-                        code: CodeLabel(code),
-                    })
-                    .clone()
-            })
-            .inc();
-        }
-        if let Some(slot) = self.rpc_seconds_slots.get(method.index()) {
-            slot.get_or_init(|| {
-                self.rpc_seconds
-                    .get_or_create(&RpcName { rpc: method })
-                    .clone()
-            })
-            .observe(started.elapsed().as_secs_f64());
-        }
+        let slot = self.rpc_slots.get(method.index() * CODES + code_index)?;
+        Some(slot.get_or_init(|| {
+            self.rpcs
+                .get_or_create(&RpcLabels {
+                    rpc: method,
+                    code: CodeLabel(code),
+                })
+                .clone()
+        }))
+    }
+
+    /// The latency histogram of `method`, created on first use.
+    fn rpc_histogram(&self, method: Method) -> Option<&Histogram> {
+        let slot = self.rpc_seconds_slots.get(method.index())?;
+        Some(slot.get_or_init(|| {
+            self.rpc_seconds
+                .get_or_create(&RpcName { rpc: method })
+                .clone()
+        }))
     }
 
     /// Counts one cache outcome (`hit`, `miss` or `bypass`).
@@ -354,95 +364,6 @@ pub async fn serve(
         .await
     {
         tracing::error!(error = %e, "metrics server failed");
-    }
-}
-
-/// A tower layer that counts and times every gRPC call by its method and status.
-#[derive(Clone)]
-pub struct RpcMetricsLayer {
-    metrics: Arc<Metrics>,
-}
-
-/// The service [`RpcMetricsLayer`] wraps around the router.
-#[derive(Clone)]
-pub struct RpcMetrics<S> {
-    inner: S,
-    metrics: Arc<Metrics>,
-}
-
-impl RpcMetricsLayer {
-    /// The layer, recording into `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { metrics }
-    }
-}
-
-impl<S> tower::Layer<S> for RpcMetricsLayer {
-    type Service = RpcMetrics<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RpcMetrics {
-            inner,
-            metrics: self.metrics.clone(),
-        }
-    }
-}
-
-impl<S, B, R> tower::Service<http::Request<B>> for RpcMetrics<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = RpcMetricsFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        RpcMetricsFuture {
-            method: Method::from_path(request.uri().path()),
-            started: Instant::now(),
-            metrics: self.metrics.clone(),
-            inner: self.inner.call(request),
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A call being answered; counted when its response headers are ready.
-    pub struct RpcMetricsFuture<F> {
-        #[pin]
-        inner: F,
-        method: Method,
-        started: Instant,
-        metrics: Arc<Metrics>,
-    }
-}
-
-impl<F, R, E> Future for RpcMetricsFuture<F>
-where
-    F: Future<Output = Result<http::Response<R>, E>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let response = std::task::ready!(this.inner.poll(cx));
-        // Errors raised by handlers travel as `grpc-status` in the headers; a
-        // successful unary answer carries it in the trailers, so no header means OK.
-        let code = match &response {
-            Ok(r) => r
-                .headers()
-                .get(&GRPC_STATUS)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<i32>().ok())
-                .map_or(tonic::Code::Ok, tonic::Code::from_i32),
-            Err(_) => tonic::Code::Unknown,
-        };
-        this.metrics.rpc(*this.method, code, *this.started);
-        Poll::Ready(response)
     }
 }
 

@@ -2,15 +2,13 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tokio::net::TcpListener;
 use tonic::transport::{Server, server::TcpIncoming};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::cache::{Cache, layer::CacheLayer};
+use crate::cache::Cache;
 use crate::config::{Config, FingerprintConfig, Secret, StytchConfig};
-use crate::metrics::{Method, Metrics, RpcMetricsLayer};
+use crate::edge::EdgeLayer;
+use crate::metrics::Metrics;
 use crate::proto::{
     self,
     v1::{
@@ -146,16 +144,12 @@ pub async fn serve(
     });
 
     let router = Server::builder()
-        // One span per RPC, joined to the caller's trace through its `traceparent`.
-        .trace_fn(rpc_span)
         // Keeps idle connections through proxies alive and finds dead peers.
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        // Outermost, so every call is counted and timed, including rejected ones and
-        // cache hits.
-        .layer(RpcMetricsLayer::new(metrics.clone()))
-        // In front of the services: a hit is answered from its stored frame without
-        // reaching them; a miss reaches them once for all identical concurrent calls.
-        .layer(CacheLayer::new(cache, metrics.clone()))
+        // Every call is traced, counted and timed here, including rejected ones and cache
+        // hits; a hit is answered from its stored frame without reaching the services,
+        // and a miss reaches them once for all identical concurrent calls.
+        .layer(EdgeLayer::new(cache, metrics.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -208,31 +202,4 @@ async fn start_sandbox(config: &mut Config) -> Result<Sandbox, ServeError> {
         secret: Secret::new(creds.stytch_secret),
     });
     Ok(sandbox)
-}
-
-/// The span of one RPC, child of the caller's `traceparent` when there is one; none at
-/// all for a call that will not be traced, so it costs nothing.
-fn rpc_span(request: &http::Request<()>) -> tracing::Span {
-    let parent = request.headers().contains_key("traceparent").then(|| {
-        TraceContextPropagator::new()
-            .extract(&opentelemetry_http::HeaderExtractor(request.headers()))
-    });
-    if !crate::telemetry::traces(parent.as_ref()) {
-        return tracing::Span::none();
-    }
-    // Names from the closed set: a made-up path cannot mint span names.
-    let name = Method::from_path(request.uri().path()).name();
-    let (service, method) = name.split_once('/').unwrap_or((name, ""));
-    let span = tracing::info_span!(
-        "rpc",
-        otel.name = name,
-        otel.kind = "server",
-        rpc.system = "grpc",
-        rpc.service = service,
-        rpc.method = method,
-    );
-    if let Some(parent) = parent {
-        let _ = span.set_parent(parent);
-    }
-    span
 }

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use opentelemetry::{
     Context,
+    propagation::TextMapPropagator,
     trace::{TraceContextExt, TracerProvider as _},
 };
 use opentelemetry_sdk::{
@@ -15,6 +16,7 @@ use opentelemetry_sdk::{
     propagation::TraceContextPropagator,
     trace::{IdGenerator, RandomIdGenerator, Sampler, SdkTracerProvider},
 };
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::config::{LogFormat, RootSampling, TelemetryConfig, TraceSampler};
@@ -125,4 +127,31 @@ impl Drop for TelemetryGuard {
             eprintln!("telemetry: flushing spans failed: {e}");
         }
     }
+}
+
+/// The span of one RPC named `name` (`package.Service/Method`, from the closed set, so
+/// a made-up path cannot mint span names), child of the caller's `traceparent` when
+/// there is one; none at all for a call that will not be traced, so it costs nothing.
+pub fn rpc_span(headers: &http::HeaderMap, name: &'static str) -> tracing::Span {
+    // A static name: looking it up hashes it without parsing it first.
+    static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+    let parent = headers.contains_key(&TRACEPARENT).then(|| {
+        TraceContextPropagator::new().extract(&opentelemetry_http::HeaderExtractor(headers))
+    });
+    if !traces(parent.as_ref()) {
+        return tracing::Span::none();
+    }
+    let (service, method) = name.split_once('/').unwrap_or((name, ""));
+    let span = tracing::info_span!(
+        "rpc",
+        otel.name = name,
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = service,
+        rpc.method = method,
+    );
+    if let Some(parent) = parent {
+        let _ = span.set_parent(parent);
+    }
+    span
 }

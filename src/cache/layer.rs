@@ -1,10 +1,11 @@
-//! The cache in front of the gRPC services, as a tower layer.
+//! The cache in front of the gRPC services (the edge layer calls [`call`] for every
+//! cached RPC).
 //!
-//! For a cached read RPC, it reads the request's single gRPC frame, keys the cache by
-//! the RPC and the message bytes, and answers a hit straight from the stored frame:
-//! no service, codec or prost work on the hot path. A miss reaches the service once for
-//! all identical concurrent calls; the service's answer is collected, kept (a success or
-//! a NOT_FOUND), and replayed to every waiter. Every other request passes through.
+//! It reads the request's single gRPC frame, keys the cache by the RPC and the message
+//! bytes, and answers a hit straight from the stored frame: no service, codec or prost
+//! work on the hot path. A miss reaches the service once for all identical concurrent
+//! calls; the service's answer is collected, kept (a success or a NOT_FOUND), and
+//! replayed to every waiter.
 
 use std::{
     convert::Infallible,
@@ -15,10 +16,6 @@ use std::{
 };
 
 use bytes::Bytes;
-use futures_util::{
-    TryFutureExt,
-    future::{Either, MapOk},
-};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, header};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
@@ -31,21 +28,6 @@ use crate::rpc::Rpc;
 
 /// Largest request body the layer reads, tonic's own decoding limit.
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
-
-/// Puts the cache in front of the services it wraps.
-#[derive(Clone)]
-pub struct CacheLayer {
-    cache: Cache,
-    metrics: Arc<Metrics>,
-}
-
-/// The service [`CacheLayer`] wraps around the router.
-#[derive(Clone)]
-pub struct CacheService<S> {
-    inner: S,
-    cache: Cache,
-    metrics: Arc<Metrics>,
-}
 
 /// An answer body: the service's own, or one replayed from the cache.
 #[derive(Debug)]
@@ -70,102 +52,64 @@ struct Collected {
     tags: Tags,
 }
 
-// === impl CacheLayer ===
+/// A boxed call future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-impl CacheLayer {
-    /// The layer over `cache`, counting outcomes in `metrics`.
-    pub fn new(cache: Cache, metrics: Arc<Metrics>) -> Self {
-        Self { cache, metrics }
-    }
-}
-
-impl<S> tower::Layer<S> for CacheLayer {
-    type Service = CacheService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        CacheService {
-            inner,
-            cache: self.cache.clone(),
-            metrics: self.metrics.clone(),
-        }
-    }
-}
-
-// === impl CacheService ===
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl<S> tower::Service<Request<Body>> for CacheService<S>
+/// A call to a cached RPC: answered from the cache when it holds the answer and the
+/// caller allows, otherwise by `inner` once for every identical concurrent call (its
+/// answer is then kept when it is a success or a NOT_FOUND).
+pub fn call<S>(
+    inner: S,
+    request: Request<Body>,
+    rpc: Rpc,
+    cache: Cache,
+    metrics: Arc<Metrics>,
+) -> BoxFuture<Result<Response<CachedBody>, Infallible>>
 where
     S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>
-        + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
 {
-    type Response = Response<CachedBody>;
-    type Error = Infallible;
-    type Future = Either<
-        BoxFuture<Result<Self::Response, Infallible>>,
-        MapOk<S::Future, fn(Response<Body>) -> Response<CachedBody>>,
-    >;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let rpc = Rpc::from_path(request.uri().path()).filter(|rpc| self.cache.caches(*rpc));
-        let Some(rpc) = rpc else {
-            // Not cached: straight through, no allocation of our own.
-            let wrap: fn(Response<Body>) -> Response<CachedBody> = |r| r.map(CachedBody::Inner);
-            return Either::Right(self.inner.call(request).map_ok(wrap));
+    // The hit path's future holds only the request and the lookup: the service's
+    // (large) future exists only on a miss, in a box of its own, so a hit moves and
+    // allocates little.
+    Box::pin(async move {
+        let mode = cache_mode(request.headers());
+        if mode == CacheMode::NoStore {
+            return pass(inner, request, Some((metrics, rpc))).await;
+        }
+        let (parts, body) = request.into_parts();
+        let Some(body) = read_body(body).await else {
+            return Ok(refuse(&Error::RequestTooLarge {
+                limit: MAX_REQUEST_BYTES,
+            }));
         };
-        // The ready service serves this call; a clone takes its place for the next one.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let cache = self.cache.clone();
-        let metrics = self.metrics.clone();
-        // The hit path's future holds only the request and the lookup: the service's
-        // (large) future exists only on a miss, in a box of its own, so a hit moves and
-        // allocates little.
-        Either::Left(Box::pin(async move {
-            let mode = cache_mode(request.headers());
-            if mode == CacheMode::NoStore {
-                return pass(inner, request, Some((metrics, rpc))).await;
-            }
-            let (parts, body) = request.into_parts();
-            let Some(body) = read_body(body).await else {
-                return Ok(refuse(&Error::RequestTooLarge {
-                    limit: MAX_REQUEST_BYTES,
-                }));
-            };
-            let Some(message) = single_frame(&body) else {
-                // Compressed or several frames: the service decodes it; nothing is kept.
-                let request = Request::from_parts(parts, Body::new(Full::new(body)));
-                return pass(inner, request, None).await;
-            };
-            let key = Key::new(rpc, message);
-            if mode == CacheMode::Normal
-                && let Some(entry) = cache.get(&key).await
-            {
-                metrics.cache(rpc, CacheStatus::Hit.as_str());
-                return Ok(replay(&entry.answer, CacheStatus::Hit));
-            }
+        let Some(message) = single_frame(&body) else {
+            // Compressed or several frames: the service decodes it; nothing is kept.
             let request = Request::from_parts(parts, Body::new(Full::new(body)));
-            miss(
-                inner,
-                request,
-                Miss {
-                    cache,
-                    metrics,
-                    key,
-                    mode,
-                },
-            )
-            .await
-        }))
-    }
+            return pass(inner, request, None).await;
+        };
+        let key = Key::new(rpc, message);
+        if mode == CacheMode::Normal
+            && let Some(entry) = cache.get(&key).await
+        {
+            metrics.cache(rpc, CacheStatus::Hit.as_str());
+            return Ok(replay(&entry.answer, CacheStatus::Hit));
+        }
+        let request = Request::from_parts(parts, Body::new(Full::new(body)));
+        miss(
+            inner,
+            request,
+            Miss {
+                cache,
+                metrics,
+                key,
+                mode,
+            },
+        )
+        .await
+    })
 }
 
 /// What a miss needs besides the service and the request.

@@ -1,7 +1,8 @@
 //! The answer cache: a moka TTL cache of **encoded** answers, bounded by the bytes they
 //! really occupy, shared by every cached read RPC.
 //!
-//! [`layer::CacheLayer`] sits in front of the gRPC services: a hit is answered from the
+//! [`layer::call`] runs in front of the gRPC services (the [`crate::edge`] layer hands
+//! it every cached RPC): a hit is answered from the
 //! stored gRPC frame without touching the service, the codec or prost; a miss goes to
 //! the service once for all identical concurrent callers (moka's
 //! `or_try_insert_with`), and its encoded answer is kept. Successes are kept for the
