@@ -11,6 +11,8 @@ use std::{collections::HashMap, fmt, net::SocketAddr, path::PathBuf, time::Durat
 
 use reqwest::Url;
 
+use crate::rpc::Rpc;
+
 /// How a setting's text is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -34,6 +36,12 @@ pub enum Kind {
     Choice(&'static [&'static str]),
     /// A number from 0 to 1.
     Ratio,
+    /// Comma-separated rate rules `N/unit` (unit `s`, `m`, `h` or `d`), each optionally
+    /// `:B` for a burst of B calls at once (default 1: evenly spaced).
+    Rates,
+    /// A duration for every RPC, then optional `Rpc=duration` overrides, comma
+    /// separated: `1h,SearchEvents=5m`.
+    PerRpc,
 }
 
 /// One setting.
@@ -100,6 +108,18 @@ pub const SETTINGS: &[Setting] = &[
         "--sandbox",
     ),
     setting(
+        "GATEWAY_SANDBOX_LISTEN",
+        Some("127.0.0.1:0"),
+        Kind::Address,
+        "where the embedded sandbox serves its HTTP upstreams and its fault controls (`/__sandbox/faults`); port 0 picks a free one, logged at start-up",
+    ),
+    setting(
+        "GATEWAY_SANDBOX_FAULTS",
+        None,
+        Kind::Text,
+        "fault rules the embedded sandbox starts with: a JSON list, or `@FILE` naming a file holding one (see \"Rehearsing a vendor's bad day\")",
+    ),
+    setting(
         "FINGERPRINT_SECRET_API_KEY",
         None,
         Kind::Secret,
@@ -160,10 +180,118 @@ pub const SETTINGS: &[Setting] = &[
         "Stytch DFP base URL",
     ),
     setting(
+        "GATEWAY_DEFAULT_DEADLINE",
+        Some("15s"),
+        Kind::Duration,
+        "deadline of a call that sets none (`grpc-timeout`); it bounds attempts, backoff, quota and coalescing waits. 15s: a hung attempt plus two retries of a vendor that answers in well under a second",
+    ),
+    setting(
+        "GATEWAY_UPSTREAM_CONNECT_TIMEOUT",
+        Some("1s"),
+        Kind::Duration,
+        "time allowed to open a connection to an upstream. 1s: a vendor's edge answers a handshake in tens of milliseconds; longer means the route is broken, and the call still has time to retry",
+    ),
+    setting(
         "GATEWAY_UPSTREAM_TIMEOUT",
+        Some("5s"),
+        Kind::Duration,
+        "time allowed for one upstream attempt, answer body included (never past the call's deadline). 5s: far above the vendors' usual answer time, yet a hung attempt leaves the default deadline room for a retry",
+    ),
+    setting(
+        "GATEWAY_RETRY_MAX_ATTEMPTS",
+        Some("5"),
+        Kind::Count,
+        "attempts per read, the first included (1 disables retries; writes are never retried, but UpdateEvent's `state_not_ready`). 5: past a 30% failure rate 99.8% of the time; the retry budget, not this, bounds the load on a vendor in trouble, and the deadline bounds the wait",
+    ),
+    setting(
+        "GATEWAY_RETRY_BACKOFF",
+        Some("50ms"),
+        Kind::Duration,
+        "backoff before the first retry; it doubles per retry, with full jitter (a random wait from zero to it). 50ms: about one vendor round trip",
+    ),
+    setting(
+        "GATEWAY_RETRY_BACKOFF_MAX",
+        Some("1s"),
+        Kind::Duration,
+        "longest backoff between attempts. 1s: keeps retries inside typical deadlines",
+    ),
+    setting(
+        "GATEWAY_RETRY_BUDGET",
+        Some("0.2"),
+        Kind::Ratio,
+        "retries allowed per upstream, as a fraction of its calls over the last 10 s, so a failing vendor sees at most (1 + this) times its normal traffic. 0.2: linkerd's default",
+    ),
+    setting(
+        "GATEWAY_RETRY_BUDGET_MIN_PER_SECOND",
+        Some("10"),
+        Kind::Count,
+        "retries allowed per upstream per second regardless of the budget, so quiet services still retry. 10: linkerd's default",
+    ),
+    setting(
+        "GATEWAY_BREAKER_FAILURE_RATIO",
+        Some("0.5"),
+        Kind::Ratio,
+        "failure rate over the window that opens an upstream's circuit breaker (failures: connect errors, resets, timeouts, 5xx). 0.5: a vendor failing half its calls is down for callers too",
+    ),
+    setting(
+        "GATEWAY_BREAKER_WINDOW",
         Some("10s"),
         Kind::Duration,
-        "time allowed for one upstream HTTP call",
+        "sliding window the breaker's failure rate is measured over. 10s: long enough to see a trend, short enough to react within seconds",
+    ),
+    setting(
+        "GATEWAY_BREAKER_MIN_CALLS",
+        Some("20"),
+        Kind::Count,
+        "calls the window must hold before the breaker judges (0 disables the breaker). 20: a handful of failures on a quiet gateway is not an outage",
+    ),
+    setting(
+        "GATEWAY_BREAKER_OPEN_FOR",
+        Some("5s"),
+        Kind::Duration,
+        "how long an open breaker fails calls fast before it lets probes through. 5s: a vendor's incident is rarely shorter, and callers learn when to retry",
+    ),
+    setting(
+        "GATEWAY_BREAKER_PROBES",
+        Some("3"),
+        Kind::Count,
+        "calls let through at once while half-open; this many successes close the breaker, one failure reopens it. 3: one lucky answer does not close it",
+    ),
+    setting(
+        "FINGERPRINT_RATE_LIMIT",
+        None,
+        Kind::Rates,
+        "the gateway's limit on fingerprint.com calls, e.g. `50/s:50` (rules `N/unit[:burst]`, comma-separated); calls wait for room within their deadline, then fail RESOURCE_EXHAUSTED. Unset: no limit, as plans differ; set your plan's",
+    ),
+    setting(
+        "FINGERPRINT_DELETE_RATE_LIMIT",
+        Some("30/h,500/d"),
+        Kind::Rates,
+        "the limit on DeleteVisitorData calls, on top of FINGERPRINT_RATE_LIMIT. Default: fingerprint.com's documented quota (30 an hour, 500 a day), evenly spaced so no rolling hour exceeds it",
+    ),
+    setting(
+        "STYTCH_RATE_LIMIT",
+        None,
+        Kind::Rates,
+        "the gateway's limit on Stytch calls, like FINGERPRINT_RATE_LIMIT. Unset: no limit",
+    ),
+    setting(
+        "GATEWAY_MAX_IN_FLIGHT",
+        Some("256"),
+        Kind::Count,
+        "RPCs the services work on at once (cache hits, health and reflection are not counted); past it, calls fail RESOURCE_EXHAUSTED at once instead of queueing. 256: what two cores serve without queueing, a bound on memory when a vendor stalls",
+    ),
+    setting(
+        "GATEWAY_MAX_CONNECTIONS",
+        Some("1024"),
+        Kind::Count,
+        "client connections served at once; past it, new ones wait in the kernel's accept queue. gRPC clients multiplex their calls over a few connections each: 1024 serves a large mesh, and bounds the memory that connections hold",
+    ),
+    setting(
+        "GATEWAY_MAX_STREAMS_PER_CONNECTION",
+        Some("250"),
+        Kind::Count,
+        "concurrent calls one client connection may open (HTTP/2 MAX_CONCURRENT_STREAMS); clients queue the rest. 250: Go's HTTP/2 server default, what gRPC clients expect; with GATEWAY_MAX_CONNECTIONS, it bounds the calls the gateway holds at once",
     ),
     setting(
         "GATEWAY_MAX_BODY_BYTES",
@@ -218,6 +346,12 @@ pub const SETTINGS: &[Setting] = &[
         Some("5s"),
         TTL,
         "cache TTL of NOT_FOUND answers",
+    ),
+    setting(
+        "GATEWAY_CACHE_STALE_IF_ERROR",
+        Some("1h"),
+        Kind::PerRpc,
+        "how long past its TTL a cached answer may still be served, marked `x-cache: stale`, when the upstream fails or its breaker is open; `1h,SearchEvents=0s` sets it per RPC. 1h: outlasts most vendor incidents, and callers can refuse stale answers (`cache-control: max-stale=0`)",
     ),
     setting(
         "GATEWAY_SHUTDOWN_GRACE",
@@ -278,6 +412,8 @@ enum Value {
     Text(String),
     List(Vec<String>),
     Ratio(f64),
+    Rates(Vec<Rate>),
+    PerRpc(PerRpc),
 }
 
 /// A configuration problem, reported before any port is bound.
@@ -372,6 +508,78 @@ pub struct CacheConfig {
     pub list_verdict_reasons: Duration,
     /// TTL of NOT_FOUND answers.
     pub not_found: Duration,
+    /// How long past its TTL a success may be served stale, per RPC.
+    pub stale_if_error: PerRpc,
+}
+
+/// A duration per RPC: one for all, with overrides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PerRpc {
+    /// The duration of RPCs without an override.
+    pub default: Duration,
+    /// Overrides, by RPC.
+    pub overrides: Vec<(Rpc, Duration)>,
+}
+
+/// One rate rule: at most `count` calls per `per`, with bursts of up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Calls per period.
+    pub count: u32,
+    /// The period.
+    pub per: Duration,
+    /// Calls allowed at once (at least 1).
+    pub burst: u32,
+}
+
+/// How the gateway behaves when an upstream slows down or fails.
+#[derive(Debug, Clone)]
+pub struct ResilienceConfig {
+    /// Deadline of calls that set none.
+    pub default_deadline: Duration,
+    /// Time to open a connection.
+    pub connect_timeout: Duration,
+    /// Time for one attempt.
+    pub attempt_timeout: Duration,
+    /// Attempts per read, the first included.
+    pub max_attempts: u32,
+    /// Backoff before the first retry (doubling, full jitter).
+    pub backoff: Duration,
+    /// Longest backoff.
+    pub backoff_max: Duration,
+    /// Retries as a fraction of recent calls.
+    pub budget_ratio: f32,
+    /// Retries per second allowed regardless of the ratio.
+    pub budget_min_per_second: u32,
+    /// The circuit breakers' settings.
+    pub breaker: BreakerConfig,
+    /// The limit on fingerprint.com calls.
+    pub fingerprint_rate: Vec<Rate>,
+    /// The extra limit on fingerprint.com deletes.
+    pub fingerprint_delete_rate: Vec<Rate>,
+    /// The limit on Stytch calls.
+    pub stytch_rate: Vec<Rate>,
+    /// RPCs worked on at once.
+    pub max_in_flight: usize,
+    /// Client connections served at once.
+    pub max_connections: usize,
+    /// HTTP/2 streams one connection may hold open.
+    pub max_streams_per_connection: u32,
+}
+
+/// Circuit breaker settings (one breaker per upstream).
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerConfig {
+    /// Failure rate that opens the breaker.
+    pub failure_ratio: f64,
+    /// The sliding window.
+    pub window: Duration,
+    /// Calls the window must hold before judging; 0 disables the breaker.
+    pub min_calls: u32,
+    /// How long it stays open.
+    pub open_for: Duration,
+    /// Probes let through at once while half-open.
+    pub probes: u32,
 }
 
 /// Log output format.
@@ -432,6 +640,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Serve against the embedded emulator.
     pub sandbox: bool,
+    /// Where the embedded emulator listens.
+    pub sandbox_listen: SocketAddr,
+    /// The embedded emulator's fault rules at start-up.
+    pub sandbox_faults: Vec<crate::sandbox::faults::FaultRule>,
     /// Where Prometheus metrics are served; `None` disables them.
     pub metrics_listen: Option<SocketAddr>,
     /// fingerprint.com; `None` when disabled.
@@ -440,8 +652,8 @@ pub struct Config {
     pub stytch: Option<StytchConfig>,
     /// fingerprint.com API generation, kept even when the upstream is disabled (sandbox uses it).
     pub fingerprint_generation: Generation,
-    /// Time allowed for one upstream call.
-    pub upstream_timeout: Duration,
+    /// Deadlines, retries, breakers, limits.
+    pub resilience: ResilienceConfig,
     /// Largest upstream body accepted.
     pub max_body_bytes: usize,
     /// Cache settings.
@@ -581,14 +793,9 @@ impl Config {
             list_rules: v.duration("GATEWAY_CACHE_TTL_LIST_RULES")?,
             list_verdict_reasons: v.duration("GATEWAY_CACHE_TTL_LIST_VERDICT_REASONS")?,
             not_found: v.duration("GATEWAY_CACHE_TTL_NOT_FOUND")?,
+            stale_if_error: v.per_rpc("GATEWAY_CACHE_STALE_IF_ERROR")?,
         };
-        let upstream_timeout = v.duration("GATEWAY_UPSTREAM_TIMEOUT")?;
-        if upstream_timeout.is_zero() {
-            return Err(invalid(
-                "GATEWAY_UPSTREAM_TIMEOUT",
-                "must be greater than zero",
-            ));
-        }
+        let resilience = resilience(&v)?;
         let max_body_bytes = usize::try_from(v.count("GATEWAY_MAX_BODY_BYTES")?)
             .map_err(|_| invalid("GATEWAY_MAX_BODY_BYTES", "is too large"))?;
         if max_body_bytes < 1024 {
@@ -623,11 +830,17 @@ impl Config {
         let config = Self {
             listen: v.address("GATEWAY_LISTEN")?,
             sandbox: v.bool("GATEWAY_SANDBOX")?,
+            sandbox_listen: v.address("GATEWAY_SANDBOX_LISTEN")?,
+            sandbox_faults: match v.text_opt("GATEWAY_SANDBOX_FAULTS")? {
+                None => Vec::new(),
+                Some(text) => crate::sandbox::faults::load_rules(&text)
+                    .map_err(|e| invalid("GATEWAY_SANDBOX_FAULTS", &e))?,
+            },
             metrics_listen: v.address_opt("GATEWAY_METRICS_LISTEN")?,
             fingerprint,
             stytch,
             fingerprint_generation: generation,
-            upstream_timeout,
+            resilience,
             max_body_bytes,
             cache,
             shutdown_grace: v.duration("GATEWAY_SHUTDOWN_GRACE")?,
@@ -704,6 +917,14 @@ impl Setting {
                     .filter(|r| (0.0..=1.0).contains(r))
                     .ok_or_else(|| bad(format!("expected a ratio from 0 to 1, got {text:?}")))?,
             ),
+            Kind::Rates => Value::Rates(
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .map(|r| parse_rate(r).map_err(|e| bad(format!("{r:?}: {e}"))))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Kind::PerRpc => Value::PerRpc(parse_per_rpc(text).map_err(bad)?),
         })
     }
 }
@@ -849,12 +1070,171 @@ impl Values<'_> {
         }
     }
 
+    fn rates(&self, name: &'static str) -> Result<Vec<Rate>, ConfigError> {
+        match self.value(name)? {
+            None => Ok(Vec::new()),
+            Some(Value::Rates(r)) => Ok(r),
+            Some(_) => Err(Self::wrong(name)),
+        }
+    }
+
+    fn per_rpc(&self, name: &'static str) -> Result<PerRpc, ConfigError> {
+        match self.value(name)? {
+            Some(Value::PerRpc(p)) => Ok(p),
+            None => Err(invalid(name, "is required")),
+            Some(_) => Err(Self::wrong(name)),
+        }
+    }
+
+    fn positive(&self, name: &'static str) -> Result<Duration, ConfigError> {
+        let d = self.duration(name)?;
+        if d.is_zero() {
+            return Err(invalid(name, "must be greater than zero"));
+        }
+        Ok(d)
+    }
+
     fn ratio(&self, name: &'static str) -> Result<f64, ConfigError> {
         match self.value(name)? {
             Some(Value::Ratio(r)) => Ok(r),
             None => Err(invalid(name, "is required")),
             Some(_) => Err(Self::wrong(name)),
         }
+    }
+}
+
+/// The resilience settings, checked against each other.
+fn resilience(v: &Values<'_>) -> Result<ResilienceConfig, ConfigError> {
+    let small = |name: &'static str| -> Result<u32, ConfigError> {
+        u32::try_from(v.count(name)?).map_err(|_| invalid(name, "is too large"))
+    };
+    let max_attempts = small("GATEWAY_RETRY_MAX_ATTEMPTS")?;
+    if !(1..=10).contains(&max_attempts) {
+        return Err(invalid("GATEWAY_RETRY_MAX_ATTEMPTS", "must be 1 to 10"));
+    }
+    let backoff = v.positive("GATEWAY_RETRY_BACKOFF")?;
+    let backoff_max = v.positive("GATEWAY_RETRY_BACKOFF_MAX")?;
+    if backoff_max < backoff {
+        return Err(invalid(
+            "GATEWAY_RETRY_BACKOFF_MAX",
+            "must be at least GATEWAY_RETRY_BACKOFF",
+        ));
+    }
+    let probes = small("GATEWAY_BREAKER_PROBES")?;
+    if probes == 0 {
+        return Err(invalid("GATEWAY_BREAKER_PROBES", "must be at least 1"));
+    }
+    let window = v.positive("GATEWAY_BREAKER_WINDOW")?;
+    if window > Duration::from_secs(600) {
+        return Err(invalid("GATEWAY_BREAKER_WINDOW", "must be at most 10m"));
+    }
+    let max_in_flight = usize::try_from(v.count("GATEWAY_MAX_IN_FLIGHT")?)
+        .ok()
+        .filter(|n| (1..=1_000_000).contains(n))
+        .ok_or_else(|| invalid("GATEWAY_MAX_IN_FLIGHT", "must be 1 to 1000000"))?;
+    let max_connections = usize::try_from(v.count("GATEWAY_MAX_CONNECTIONS")?)
+        .ok()
+        .filter(|n| (1..=1_000_000).contains(n))
+        .ok_or_else(|| invalid("GATEWAY_MAX_CONNECTIONS", "must be 1 to 1000000"))?;
+    let max_streams_per_connection = u32::try_from(v.count("GATEWAY_MAX_STREAMS_PER_CONNECTION")?)
+        .ok()
+        .filter(|n| (1..=1_000_000).contains(n))
+        .ok_or_else(|| invalid("GATEWAY_MAX_STREAMS_PER_CONNECTION", "must be 1 to 1000000"))?;
+    Ok(ResilienceConfig {
+        default_deadline: v.positive("GATEWAY_DEFAULT_DEADLINE")?,
+        connect_timeout: v.positive("GATEWAY_UPSTREAM_CONNECT_TIMEOUT")?,
+        attempt_timeout: v.positive("GATEWAY_UPSTREAM_TIMEOUT")?,
+        max_attempts,
+        backoff,
+        backoff_max,
+        budget_ratio: v.ratio("GATEWAY_RETRY_BUDGET")? as f32,
+        budget_min_per_second: small("GATEWAY_RETRY_BUDGET_MIN_PER_SECOND")?,
+        breaker: BreakerConfig {
+            failure_ratio: v.ratio("GATEWAY_BREAKER_FAILURE_RATIO")?,
+            window,
+            min_calls: small("GATEWAY_BREAKER_MIN_CALLS")?,
+            open_for: v.positive("GATEWAY_BREAKER_OPEN_FOR")?,
+            probes,
+        },
+        fingerprint_rate: v.rates("FINGERPRINT_RATE_LIMIT")?,
+        fingerprint_delete_rate: v.rates("FINGERPRINT_DELETE_RATE_LIMIT")?,
+        stytch_rate: v.rates("STYTCH_RATE_LIMIT")?,
+        max_in_flight,
+        max_connections,
+        max_streams_per_connection,
+    })
+}
+
+/// One rate rule: `N/unit` or `N/unit:burst`.
+fn parse_rate(text: &str) -> Result<Rate, String> {
+    let (rule, burst) = match text.split_once(':') {
+        Some((rule, burst)) => (rule, Some(burst)),
+        None => (text, None),
+    };
+    let (count, unit) = rule
+        .split_once('/')
+        .ok_or("expected N/unit, e.g. 50/s or 30/h:5")?;
+    let count: u32 = count
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or("the count must be a whole number above 0")?;
+    let per = match unit.trim() {
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        "d" => Duration::from_secs(86_400),
+        _ => return Err("the unit must be s, m, h or d".to_owned()),
+    };
+    let burst = match burst {
+        None => 1,
+        Some(b) => b
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|b| (1..=count).contains(b))
+            .ok_or("the burst must be a whole number from 1 to the count")?,
+    };
+    Ok(Rate { count, per, burst })
+}
+
+/// A duration, then `Rpc=duration` overrides.
+fn parse_per_rpc(text: &str) -> Result<PerRpc, String> {
+    let duration = |t: &str| -> Result<Duration, String> {
+        let t = t.trim();
+        match t.parse::<u64>() {
+            Ok(secs) => Ok(Duration::from_secs(secs)),
+            Err(_) => humantime::parse_duration(t)
+                .map_err(|e| format!("expected a duration such as 1h, got {t:?}: {e}")),
+        }
+    };
+    let mut parts = text.split(',').map(str::trim);
+    let default = duration(parts.next().unwrap_or_default())?;
+    let mut overrides = Vec::new();
+    for part in parts.filter(|p| !p.is_empty()) {
+        let (name, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("expected Rpc=duration, got {part:?}"))?;
+        let rpc = Rpc::ALL
+            .into_iter()
+            .find(|r| r.name() == name.trim())
+            .ok_or_else(|| format!("{:?} is not an RPC", name.trim()))?;
+        overrides.push((rpc, duration(value)?));
+    }
+    Ok(PerRpc { default, overrides })
+}
+
+// === impl PerRpc ===
+
+impl PerRpc {
+    /// The duration for `rpc`.
+    pub fn get(&self, rpc: Rpc) -> Duration {
+        self.overrides
+            .iter()
+            .rev()
+            .find(|(r, _)| *r == rpc)
+            .map_or(self.default, |(_, d)| *d)
     }
 }
 

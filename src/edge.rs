@@ -1,10 +1,12 @@
 //! The one tower layer every gRPC call passes through before the services: it opens
 //! the call's span (joined to the caller's `traceparent`), counts and times the call by
-//! method and status, and hands cached RPCs to the cache.
+//! method and status, hands cached RPCs to the cache, and gives every other RPC its
+//! deadline and its place among the calls in flight (`GATEWAY_MAX_IN_FLIGHT`; past it,
+//! OVERLOADED at once).
 //!
-//! One layer rather than three keeps the per-call cost to one `Instant`, one path
-//! match and one small future; a call that is not cached and not traced allocates
-//! nothing here.
+//! One layer rather than several keeps the per-call cost to one `Instant`, one path
+//! match and one small future; health, reflection and untraced cache hits allocate
+//! nothing here beyond that.
 
 use std::{
     convert::Infallible,
@@ -18,11 +20,9 @@ use std::{
 use http::{Request, Response};
 use tonic::body::Body;
 
-use crate::cache::{
-    Cache,
-    layer::{BoxFuture, CachedBody},
-};
-use crate::metrics::{Method, Metrics};
+use crate::cache::layer::{self, BoxFuture, CachedBody, Serving};
+use crate::metrics::Method;
+use crate::resilience;
 
 /// Where a handler's error status travels (a trailers-only answer's headers).
 static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
@@ -30,22 +30,20 @@ static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-statu
 /// The edge layer: tracing, metrics and the cache, in that order.
 #[derive(Clone)]
 pub struct EdgeLayer {
-    cache: Cache,
-    metrics: Arc<Metrics>,
+    serving: Arc<Serving>,
 }
 
 /// The service [`EdgeLayer`] wraps around the router.
 #[derive(Clone)]
 pub struct Edge<S> {
     inner: S,
-    cache: Cache,
-    metrics: Arc<Metrics>,
+    serving: Arc<Serving>,
 }
 
 impl EdgeLayer {
-    /// The layer over `cache`, recording into `metrics`.
-    pub fn new(cache: Cache, metrics: Arc<Metrics>) -> Self {
-        Self { cache, metrics }
+    /// The layer over what every call shares.
+    pub fn new(serving: Arc<Serving>) -> Self {
+        Self { serving }
     }
 }
 
@@ -55,8 +53,7 @@ impl<S> tower::Layer<S> for EdgeLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Edge {
             inner,
-            cache: self.cache.clone(),
-            metrics: self.metrics.clone(),
+            serving: self.serving.clone(),
         }
     }
 }
@@ -83,20 +80,19 @@ where
         let span = crate::telemetry::rpc_span(request.headers(), method.name());
         let _entered = span.enter();
         let call = match method {
-            Method::Rpc(rpc) if self.cache.caches(rpc) => {
+            Method::Rpc(rpc) => {
                 // The ready service serves this call; a clone takes its place.
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                Call::Cached {
-                    future: crate::cache::layer::call(
-                        inner,
-                        request,
-                        rpc,
-                        self.cache.clone(),
-                        self.metrics.clone(),
-                    ),
-                }
+                let serving = self.serving.clone();
+                let future = if serving.cache.caches(rpc) {
+                    layer::call(inner, request, rpc, serving)
+                } else {
+                    direct(inner, request, serving)
+                };
+                Call::Served { future }
             }
+            // Health and reflection: never bounded, never cached.
             _ => Call::Direct {
                 future: self.inner.call(request),
             },
@@ -107,7 +103,7 @@ where
             span,
             method,
             started,
-            metrics: self.metrics.clone(),
+            serving: self.serving.clone(),
         }
     }
 }
@@ -116,10 +112,10 @@ pin_project_lite::pin_project! {
     /// The call's own future: the service's, or the cache's.
     #[project = CallProj]
     pub enum Call<F> {
-        /// Not cached: the service's future, unboxed.
+        /// Health and reflection: the service's future, unboxed.
         Direct { #[pin] future: F },
-        /// Cached: the cache's (small, boxed) future.
-        Cached { future: BoxFuture<Result<Response<CachedBody>, Infallible>> },
+        /// An RPC: the cache's or [`direct`]'s (small, boxed) future.
+        Served { future: BoxFuture<Result<Response<CachedBody>, Infallible>> },
     }
 }
 
@@ -132,7 +128,7 @@ pin_project_lite::pin_project! {
         span: tracing::Span,
         method: Method,
         started: Instant,
-        metrics: Arc<Metrics>,
+        serving: Arc<Serving>,
     }
 }
 
@@ -149,7 +145,7 @@ where
             CallProj::Direct { future } => {
                 std::task::ready!(future.poll(cx)).map(|r| r.map(CachedBody::Inner))
             }
-            CallProj::Cached { future } => std::task::ready!(future.as_mut().poll(cx)),
+            CallProj::Served { future } => std::task::ready!(future.as_mut().poll(cx)),
         };
         // Errors raised by handlers travel as `grpc-status` in the headers; a
         // successful unary answer carries it in the trailers, so no header means OK.
@@ -162,7 +158,34 @@ where
                 .map_or(tonic::Code::Ok, tonic::Code::from_i32),
             Err(never) => match *never {},
         };
-        this.metrics.rpc(*this.method, code, *this.started);
+        this.serving.metrics.rpc(*this.method, code, *this.started);
         Poll::Ready(response)
     }
+}
+
+/// An RPC the cache does not take part in: bounded by the in-flight cap (its place held
+/// until its answer's body ends) and run within its deadline.
+fn direct<S>(
+    mut inner: S,
+    request: Request<Body>,
+    serving: Arc<Serving>,
+) -> BoxFuture<Result<Response<CachedBody>, Infallible>>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    Box::pin(async move {
+        let slot = match serving.in_flight.try_take() {
+            Ok(slot) => slot,
+            Err(refused) => return Ok(layer::refuse(&refused)),
+        };
+        let deadline = resilience::deadline_of(request.headers(), serving.default_deadline);
+        let call = inner.call(request);
+        let (response, attempts) = resilience::within(deadline, call).await;
+        let mut response = response?;
+        layer::mark_attempts(response.headers_mut(), attempts);
+        Ok(response.map(|body| CachedBody::Holding { body, slot }))
+    })
 }

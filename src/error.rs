@@ -91,14 +91,86 @@ pub enum Error {
         /// The time allowed.
         timeout: Duration,
     },
-    /// The upstream could not be reached, or the connection broke.
-    #[error("could not reach {upstream}")]
+    /// The upstream started answering but did not finish in time.
+    #[error(
+        "{upstream} sent {received} bytes of its answer but did not finish it within {timeout:?}"
+    )]
+    SlowBody {
+        /// The upstream.
+        upstream: Upstream,
+        /// The time allowed for the whole attempt.
+        timeout: Duration,
+        /// Body bytes that arrived.
+        received: usize,
+    },
+    /// No connection to the upstream could be opened.
+    #[error("could not connect to {upstream}: {cause}")]
     Connect {
         /// The upstream.
         upstream: Upstream,
-        /// The transport failure.
-        #[source]
-        source: reqwest::Error,
+        /// The innermost cause, e.g. "Connection refused (os error 111)".
+        cause: String,
+    },
+    /// The connection broke before the answer's headers arrived.
+    #[error("the connection to {upstream} broke before it answered: {cause}")]
+    Reset {
+        /// The upstream.
+        upstream: Upstream,
+        /// The innermost cause.
+        cause: String,
+    },
+    /// The connection broke while the answer's body was arriving.
+    #[error("{upstream}'s answer broke off after {received} bytes of its body: {cause}")]
+    Truncated {
+        /// The upstream.
+        upstream: Upstream,
+        /// Body bytes that arrived.
+        received: usize,
+        /// The innermost cause.
+        cause: String,
+    },
+    /// The upstream answered with a redirect, which the gateway never follows.
+    #[error(
+        "{upstream} answered HTTP {status}, a redirect to {location}; the gateway never follows redirects, which would carry its credentials elsewhere"
+    )]
+    Redirected {
+        /// The upstream.
+        upstream: Upstream,
+        /// The HTTP status.
+        status: u16,
+        /// Where it pointed, shortened and scrubbed of secrets.
+        location: String,
+    },
+    /// The upstream's circuit breaker is open: the call failed fast, nothing was sent.
+    #[error(
+        "{upstream} has been failing; the gateway is not calling it for the next {retry_after:?} (circuit breaker open)"
+    )]
+    CircuitOpen {
+        /// The upstream.
+        upstream: Upstream,
+        /// When the breaker lets calls through again.
+        retry_after: Duration,
+    },
+    /// The gateway's own limit on calls to the upstream has no room within the call's
+    /// deadline; nothing was sent.
+    #[error(
+        "the gateway's limit on {upstream} calls ({setting}) has no room before this call's deadline; room in {retry_after:?}"
+    )]
+    QuotaExhausted {
+        /// The upstream.
+        upstream: Upstream,
+        /// The setting that holds the limit.
+        setting: &'static str,
+        /// When there will be room.
+        retry_after: Duration,
+    },
+    /// The gateway is working on as many calls as it takes at once.
+    #[error(
+        "the gateway is working on its maximum of {limit} calls (GATEWAY_MAX_IN_FLIGHT); retry with backoff"
+    )]
+    Overloaded {
+        /// The limit.
+        limit: usize,
     },
     /// The upstream's answer is larger than the gateway accepts.
     #[error("{upstream} answered with a body larger than {limit} bytes")]
@@ -200,6 +272,14 @@ impl Upstream {
         match self {
             Self::Fingerprint => "fingerprint",
             Self::Stytch => "stytch",
+        }
+    }
+
+    /// The setting that says where the upstream is.
+    fn base_url_setting(self) -> &'static str {
+        match self {
+            Self::Fingerprint => "FINGERPRINT_REGION and FINGERPRINT_API_BASE_URL",
+            Self::Stytch => "STYTCH_API_BASE_URL",
         }
     }
 
@@ -315,6 +395,59 @@ impl Error {
         matches!(self, Self::Api(api) if api.is_not_found())
     }
 
+    /// Whether another attempt of a read could succeed: transport failures, timeouts,
+    /// 5xx (but 501), HTML error pages from a proxy, and 429.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Timeout { .. }
+            | Self::SlowBody { .. }
+            | Self::Connect { .. }
+            | Self::Reset { .. }
+            | Self::Truncated { .. } => true,
+            Self::NotJson { status, .. } => (500..=599).contains(status) && *status != 501,
+            Self::Api(api) => {
+                matches!(api.status, 408 | 429 | 500 | 502 | 503 | 504)
+                    || (api.status > 504 && api.status <= 599)
+            }
+            Self::InvalidArgument { .. }
+            | Self::Unsupported { .. }
+            | Self::NotConfigured { .. }
+            | Self::RequestTooLarge { .. }
+            | Self::DeadlineExceeded { .. }
+            | Self::TooLarge { .. }
+            | Self::Malformed { .. }
+            | Self::Redirected { .. }
+            | Self::CircuitOpen { .. }
+            | Self::QuotaExhausted { .. }
+            | Self::Overloaded { .. }
+            | Self::Sealed(_) => false,
+        }
+    }
+
+    /// Whether this says the vendor is unwell (what a circuit breaker counts): transport
+    /// failures, timeouts, 5xx and HTML error pages. A 4xx, a 429 included, is the
+    /// vendor working as designed.
+    pub fn is_upstream_failure(&self) -> bool {
+        match self {
+            Self::Api(api) => api.status >= 500,
+            Self::Timeout { .. }
+            | Self::SlowBody { .. }
+            | Self::Connect { .. }
+            | Self::Reset { .. }
+            | Self::Truncated { .. }
+            | Self::NotJson { .. } => self.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// The delay the upstream asked for (`Retry-After`), if any.
+    pub fn upstream_retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Api(api) => api.retry_after,
+            _ => None,
+        }
+    }
+
     /// The status code and reason of this error.
     pub fn classify(&self) -> (Code, ErrorReason) {
         use ErrorReason as R;
@@ -325,8 +458,16 @@ impl Error {
             Self::DeadlineExceeded { .. } => (Code::DeadlineExceeded, R::DeadlineExceeded),
             Self::RequestTooLarge { .. } => (Code::ResourceExhausted, R::RequestTooLarge),
             Self::Api(api) => api.classify(),
-            Self::Timeout { .. } => (Code::DeadlineExceeded, R::UpstreamTimeout),
-            Self::Connect { .. } => (Code::Unavailable, R::UpstreamUnavailable),
+            Self::Timeout { .. } | Self::SlowBody { .. } => {
+                (Code::DeadlineExceeded, R::UpstreamTimeout)
+            }
+            Self::Connect { .. } | Self::Reset { .. } | Self::Truncated { .. } => {
+                (Code::Unavailable, R::UpstreamUnavailable)
+            }
+            Self::Redirected { .. } => (Code::FailedPrecondition, R::UpstreamEndpointMisconfigured),
+            Self::CircuitOpen { .. } => (Code::Unavailable, R::UpstreamCircuitOpen),
+            Self::QuotaExhausted { .. } => (Code::ResourceExhausted, R::UpstreamQuotaExhausted),
+            Self::Overloaded { .. } => (Code::ResourceExhausted, R::Overloaded),
             Self::TooLarge { .. } => (Code::Internal, R::UpstreamResponseTooLarge),
             Self::NotJson { status, .. } => {
                 // A proxy or load balancer in front of a failing upstream answers 5xx pages.
@@ -356,7 +497,13 @@ impl Error {
         match self {
             Self::Api(ApiError { upstream, .. })
             | Self::Timeout { upstream, .. }
+            | Self::SlowBody { upstream, .. }
             | Self::Connect { upstream, .. }
+            | Self::Reset { upstream, .. }
+            | Self::Truncated { upstream, .. }
+            | Self::Redirected { upstream, .. }
+            | Self::CircuitOpen { upstream, .. }
+            | Self::QuotaExhausted { upstream, .. }
             | Self::TooLarge { upstream, .. }
             | Self::NotJson { upstream, .. }
             | Self::Malformed { upstream, .. } => Some(*upstream),
@@ -365,6 +512,7 @@ impl Error {
             | Self::Unsupported { .. }
             | Self::DeadlineExceeded { .. }
             | Self::RequestTooLarge { .. }
+            | Self::Overloaded { .. }
             | Self::Sealed(_) => None,
         }
     }
@@ -438,10 +586,41 @@ impl Error {
                 }
                 self.to_string()
             }
+            Self::Redirected {
+                upstream, status, ..
+            } => {
+                metadata.insert("http_status".to_owned(), status.to_string());
+                format!(
+                    "{self}: the operator should check {}",
+                    upstream.base_url_setting()
+                )
+            }
+            // Delays the gateway knows: when the breaker probes again, when the quota
+            // has room.
+            Self::CircuitOpen { retry_after, .. } => {
+                details.set_retry_info(Some(*retry_after));
+                self.to_string()
+            }
+            Self::QuotaExhausted {
+                retry_after,
+                setting,
+                ..
+            } => {
+                details.set_retry_info(Some(*retry_after));
+                metadata.insert("setting".to_owned(), (*setting).to_owned());
+                self.to_string()
+            }
+            Self::Overloaded { .. } => {
+                metadata.insert("setting".to_owned(), "GATEWAY_MAX_IN_FLIGHT".to_owned());
+                self.to_string()
+            }
             Self::DeadlineExceeded { .. }
             | Self::RequestTooLarge { .. }
             | Self::Timeout { .. }
+            | Self::SlowBody { .. }
             | Self::Connect { .. }
+            | Self::Reset { .. }
+            | Self::Truncated { .. }
             | Self::TooLarge { .. }
             | Self::Malformed { .. } => self.to_string(),
         };
@@ -463,6 +642,12 @@ fn log(err: &Error, code: Code) {
         | (Error::Api(_), Code::InvalidArgument | Code::NotFound) => {
             tracing::debug!(error = %err, "request refused");
         }
+        // Shed without trying: one per call would flood the log in an outage; the
+        // breaker logs its transitions, and metrics count these.
+        (
+            Error::CircuitOpen { .. } | Error::QuotaExhausted { .. } | Error::Overloaded { .. },
+            _,
+        ) => tracing::debug!(error = %err, "request shed"),
         _ => tracing::warn!(error = %DisplayChain(err), ?code, "request failed"),
     }
 }

@@ -11,6 +11,8 @@
 //! - [`cache`]: the answer cache and the layer that answers hits from stored frames.
 //! - [`service`]: the RPC handlers: validate, page, call the upstream, convert.
 //! - [`upstream`]: the HTTP clients of fingerprint.com and Stytch; they return JSON.
+//! - [`resilience`]: deadlines, retry policy and budget, circuit breakers, quota
+//!   limiters and the in-flight bound, consulted by `edge`, `cache` and `upstream`.
 //! - [`convert`]: upstream JSON to protobuf messages (events, lists, Stytch answers).
 //! - [`sealed`], [`webhook`]: local verification (sealed results, webhook signatures).
 //! - [`sandbox`]: the embedded emulator of both upstreams (`--sandbox`).
@@ -29,6 +31,7 @@ pub mod edge;
 pub mod error;
 pub mod metrics;
 pub mod proto;
+pub mod resilience;
 pub mod rpc;
 pub mod sandbox;
 pub mod sealed;

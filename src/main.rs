@@ -5,7 +5,7 @@ use std::{collections::HashMap, path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use fingerprint_gateway::{
     config::{Config, Sources},
-    sandbox::{Credentials, Sandbox},
+    sandbox::{self, Credentials, Sandbox},
     server, telemetry,
 };
 use tokio::net::TcpListener;
@@ -54,6 +54,11 @@ enum Command {
         /// HTTP listen address.
         #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
         listen: String,
+        /// Fault rules to start with: a JSON list, or @FILE (see the README's
+        /// "Rehearsing a vendor's bad day"); change them at run time on
+        /// /__sandbox/faults.
+        #[arg(long, value_name = "RULES", env = "SANDBOX_FAULTS")]
+        faults: Option<String>,
     },
 }
 
@@ -70,8 +75,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> ExitCode {
-    if let Some(Command::Sandbox { listen }) = cli.command {
-        return run_sandbox(&listen).await;
+    if let Some(Command::Sandbox { listen, faults }) = cli.command {
+        return run_sandbox(&listen, faults.as_deref()).await;
     }
     let mut flags = HashMap::new();
     if cli.sandbox {
@@ -133,8 +138,15 @@ async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-async fn run_sandbox(listen: &str) -> ExitCode {
+async fn run_sandbox(listen: &str, faults: Option<&str>) -> ExitCode {
     let _ = tracing_subscriber::fmt().try_init();
+    let rules = match faults.map(sandbox::faults::load_rules).transpose() {
+        Ok(rules) => rules.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("fingerprint-gateway sandbox: --faults: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let listener = match TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -150,6 +162,10 @@ async fn run_sandbox(listen: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = sandbox.control.faults.set(rules) {
+        eprintln!("fingerprint-gateway sandbox: --faults: {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     println!(
         "sandbox upstreams at {} (fingerprint secret key {:?}, Stytch project {:?} secret {:?})",
         sandbox.base_url(),

@@ -19,6 +19,7 @@ use prometheus_client::{
     metrics::{
         counter::Counter,
         family::Family,
+        gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
     },
     registry::Registry,
@@ -77,7 +78,7 @@ struct RpcShort(Rpc);
 struct CacheResult(&'static str);
 
 /// The cache outcomes, in slot order.
-const CACHE_OUTCOMES: [&str; 3] = ["hit", "miss", "bypass"];
+const CACHE_OUTCOMES: [&str; 4] = ["hit", "miss", "bypass", "stale"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UpstreamLabels {
@@ -93,6 +94,22 @@ struct UpstreamName {
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 struct UpstreamLabel(Upstream);
 
+/// A word from a closed set in the code, as a label.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct Word(&'static str);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotSentLabels {
+    upstream: UpstreamLabel,
+    reason: Word,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransitionLabels {
+    upstream: UpstreamLabel,
+    to: Word,
+}
+
 type Seconds<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// One server's metrics.
@@ -104,6 +121,12 @@ pub struct Metrics {
     cache: Family<CacheLabels, Counter>,
     upstream: Family<UpstreamLabels, Counter>,
     upstream_seconds: Seconds<UpstreamName>,
+    retries: Family<UpstreamName, Counter>,
+    not_sent: Family<NotSentLabels, Counter>,
+    circuit_state: Family<UpstreamName, Gauge>,
+    circuit_transitions: Family<TransitionLabels, Counter>,
+    shed: Counter,
+    in_flight: Gauge,
     // The label sets are closed: each series' handle is looked up in its family once,
     // then kept in a slot, so recording is an index and an atomic add.
     rpc_slots: Box<[OnceLock<Counter>]>,
@@ -114,7 +137,7 @@ pub struct Metrics {
 /// How many distinct [`Method`]s and gRPC codes there are.
 const METHODS: usize = Rpc::ALL.len() + 4;
 const CODES: usize = 17;
-const CACHE_RESULTS: usize = 3;
+const CACHE_RESULTS: usize = CACHE_OUTCOMES.len();
 
 fn slots<T>(n: usize) -> Box<[OnceLock<T>]> {
     (0..n).map(|_| OnceLock::new()).collect()
@@ -197,6 +220,12 @@ impl EncodeLabelValue for CacheResult {
     }
 }
 
+impl EncodeLabelValue for Word {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.0)
+    }
+}
+
 impl EncodeLabelValue for UpstreamLabel {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
         encoder.write_str(self.0.label())
@@ -239,6 +268,50 @@ impl Metrics {
             "time for one upstream HTTP call",
             upstream_seconds.clone(),
         );
+        let retries = Family::<UpstreamName, Counter>::default();
+        registry.register(
+            "upstream_retries",
+            "upstream attempts after a call's first (within the retry budget)",
+            retries.clone(),
+        );
+        let not_sent = Family::<NotSentLabels, Counter>::default();
+        registry.register(
+            "upstream_not_sent",
+            "upstream attempts not made: circuit_open, quota (no room within the deadline), budget (retry budget spent), deadline (no time left)",
+            not_sent.clone(),
+        );
+        let circuit_state = Family::<UpstreamName, Gauge>::default();
+        registry.register(
+            "upstream_circuit_state",
+            "each upstream's circuit breaker: 0 closed, 1 half-open, 2 open",
+            circuit_state.clone(),
+        );
+        let circuit_transitions = Family::<TransitionLabels, Counter>::default();
+        registry.register(
+            "upstream_circuit_transitions",
+            "circuit breaker state changes, by the state entered",
+            circuit_transitions.clone(),
+        );
+        let shed = Counter::default();
+        registry.register(
+            "rpc_shed",
+            "calls refused at once because GATEWAY_MAX_IN_FLIGHT calls were in flight",
+            shed.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "rpc_in_flight",
+            "calls the services are working on (cache hits, health and reflection not counted)",
+            in_flight.clone(),
+        );
+        for upstream in [Upstream::Fingerprint, Upstream::Stytch] {
+            // Both breakers start closed, and show so from the first scrape.
+            circuit_state
+                .get_or_create(&UpstreamName {
+                    upstream: UpstreamLabel(upstream),
+                })
+                .set(0);
+        }
         let metrics = Self {
             registry,
             rpcs,
@@ -246,6 +319,12 @@ impl Metrics {
             cache,
             upstream,
             upstream_seconds,
+            retries,
+            not_sent,
+            circuit_state,
+            circuit_transitions,
+            shed,
+            in_flight,
             rpc_slots: slots(METHODS * CODES),
             rpc_seconds_slots: slots(METHODS),
             cache_slots: slots(Rpc::ALL.len() * CACHE_RESULTS),
@@ -322,6 +401,56 @@ impl Metrics {
                 upstream: UpstreamLabel(upstream),
             })
             .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Counts one retry sent to `upstream`.
+    pub fn retry(&self, upstream: Upstream) {
+        self.retries
+            .get_or_create(&UpstreamName {
+                upstream: UpstreamLabel(upstream),
+            })
+            .inc();
+    }
+
+    /// Counts one attempt not made, and why (`circuit_open`, `quota`, `budget`,
+    /// `deadline`).
+    pub fn not_sent(&self, upstream: Upstream, reason: &'static str) {
+        self.not_sent
+            .get_or_create(&NotSentLabels {
+                upstream: UpstreamLabel(upstream),
+                reason: Word(reason),
+            })
+            .inc();
+    }
+
+    /// Records a breaker entering `state` (`closed`, `half_open` or `open`).
+    pub fn circuit(&self, upstream: Upstream, state: &'static str) {
+        let value = match state {
+            "open" => 2,
+            "half_open" => 1,
+            _ => 0,
+        };
+        self.circuit_state
+            .get_or_create(&UpstreamName {
+                upstream: UpstreamLabel(upstream),
+            })
+            .set(value);
+        self.circuit_transitions
+            .get_or_create(&TransitionLabels {
+                upstream: UpstreamLabel(upstream),
+                to: Word(state),
+            })
+            .inc();
+    }
+
+    /// Counts one call refused by the in-flight cap.
+    pub fn shed(&self) {
+        self.shed.inc();
+    }
+
+    /// The gauge of calls in flight.
+    pub fn in_flight(&self) -> &Gauge {
+        &self.in_flight
     }
 
     /// The OpenMetrics text exposition.

@@ -5,7 +5,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tonic::transport::{Server, server::TcpIncoming};
 
-use crate::cache::Cache;
+use crate::cache::{Cache, layer::Serving};
 use crate::config::{Config, FingerprintConfig, Secret, StytchConfig};
 use crate::edge::EdgeLayer;
 use crate::metrics::Metrics;
@@ -16,6 +16,7 @@ use crate::proto::{
         stytch_service_server::StytchServiceServer,
     },
 };
+use crate::resilience::{BreakerState, Guards, InFlight};
 use crate::sandbox::{Credentials, Sandbox};
 use crate::service::{fingerprint::FingerprintApi, stytch::StytchApi};
 use crate::upstream::{Http, fingerprint::FingerprintClient, stytch::StytchClient};
@@ -63,10 +64,12 @@ pub async fn serve(
         None
     };
     let metrics = Arc::new(Metrics::new());
+    let guards = Guards::new(&config.resilience, &metrics);
     let http = Http::new(
-        config.upstream_timeout,
+        &config.resilience,
         config.max_body_bytes,
         metrics.clone(),
+        guards.clone(),
     )?;
     let fingerprint = config
         .fingerprint
@@ -79,6 +82,13 @@ pub async fn serve(
         .clone()
         .map(|c| StytchClient::new(http.clone(), c));
     let cache = Cache::new(config.cache.clone());
+    let in_flight = InFlight::new(config.resilience.max_in_flight, metrics.clone());
+    let serving = Arc::new(Serving {
+        cache: cache.clone(),
+        metrics: metrics.clone(),
+        in_flight: in_flight.clone(),
+        default_deadline: config.resilience.default_deadline,
+    });
     let fingerprint_api = FingerprintApi::new(
         fingerprint,
         cache.clone(),
@@ -101,6 +111,24 @@ pub async fn serve(
     health
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
+    // Each upstream's breaker, mirrored as a health service of its own. The gateway's
+    // own status stays SERVING while a breaker is open: every replica shares the same
+    // vendor, so pulling them from rotation would turn a vendor outage into a total one
+    // (cached and stale answers, Unseal and webhook checks all still work).
+    let breaker_watchers: Vec<_> = [&guards.fingerprint, &guards.stytch]
+        .into_iter()
+        .map(|guard| {
+            let name = match guard.upstream() {
+                crate::error::Upstream::Fingerprint => BREAKER_HEALTH_NAMES[0],
+                crate::error::Upstream::Stytch => BREAKER_HEALTH_NAMES[1],
+            };
+            tokio::spawn(mirror_breaker(
+                guard.breaker.subscribe(),
+                health.clone(),
+                name,
+            ))
+        })
+        .collect();
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -146,10 +174,12 @@ pub async fn serve(
     let router = Server::builder()
         // Keeps idle connections through proxies alive and finds dead peers.
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        // Bounded: calls a connection may hold open (clients queue the rest).
+        .max_concurrent_streams(Some(config.resilience.max_streams_per_connection))
         // Every call is traced, counted and timed here, including rejected ones and cache
         // hits; a hit is answered from its stored frame without reaching the services,
         // and a miss reaches them once for all identical concurrent calls.
-        .layer(EdgeLayer::new(cache, metrics.clone()))
+        .layer(EdgeLayer::new(serving.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -158,6 +188,8 @@ pub async fn serve(
 
     // Without TCP_NODELAY, answers larger than a segment wait ~40 ms for delayed ACKs.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming =
+        crate::resilience::connections::limit(incoming, config.resilience.max_connections);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
         let _ = stop_rx.await;
@@ -166,14 +198,23 @@ pub async fn serve(
     // Stop accepting; tonic lets in-flight calls finish, bounded by the grace period.
     let _ = stop_tx.send(());
     let mut server = server;
+    // No call starts an attempt, backoff or wait it could not finish within the grace.
+    guards.drain_by(tokio::time::Instant::now() + grace);
     let result = match tokio::time::timeout(grace, &mut server).await {
         Ok(joined) => joined.map_err(|e| ServeError::Io(std::io::Error::other(e)))?,
         Err(_) => {
-            tracing::warn!(?grace, "grace period over; abandoning remaining calls");
+            tracing::warn!(
+                ?grace,
+                cut_off = in_flight.in_flight(),
+                "grace period over; cutting off the calls still in flight"
+            );
             server.abort();
             Ok(())
         }
     };
+    for watcher in breaker_watchers {
+        watcher.abort();
+    }
     if let Some(sandbox) = sandbox {
         sandbox.shutdown().await;
     }
@@ -184,11 +225,41 @@ pub async fn serve(
     result.map_err(ServeError::from)
 }
 
+/// The health service names that mirror each upstream's circuit breaker: SERVING while
+/// it is closed or half-open, NOT_SERVING while it is open.
+pub const BREAKER_HEALTH_NAMES: [&str; 2] = [
+    "fingerprint.gateway.v1.upstream.fingerprint",
+    "fingerprint.gateway.v1.upstream.stytch",
+];
+
+/// Mirrors a breaker's state into the health service `name`.
+async fn mirror_breaker(
+    mut state: tokio::sync::watch::Receiver<BreakerState>,
+    health: tonic_health::server::HealthReporter,
+    name: &'static str,
+) {
+    loop {
+        let status = match *state.borrow_and_update() {
+            BreakerState::Open => tonic_health::ServingStatus::NotServing,
+            BreakerState::Closed | BreakerState::HalfOpen => tonic_health::ServingStatus::Serving,
+        };
+        health.set_service_status(name, status).await;
+        if state.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Starts the embedded sandbox and points both upstreams at it.
 async fn start_sandbox(config: &mut Config) -> Result<Sandbox, ServeError> {
     let creds = Credentials::default();
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    let listener = TcpListener::bind(config.sandbox_listen).await?;
     let sandbox = Sandbox::start(listener, creds.clone())?;
+    sandbox
+        .control
+        .faults
+        .set(std::mem::take(&mut config.sandbox_faults))
+        .map_err(|e| ServeError::Io(std::io::Error::other(e)))?;
     let base = reqwest::Url::parse(&sandbox.base_url())
         .map_err(|e| ServeError::Io(std::io::Error::other(e)))?;
     config.fingerprint = Some(FingerprintConfig {

@@ -395,7 +395,10 @@ async fn rate_limit_is_resource_exhausted_with_retry_info_and_not_cached() {
     let h = Harness::start().await;
     let mut fp = h.fingerprint();
     for _ in 0..2 {
-        let err = fp.get_event(event("ratelimit-1")).await.unwrap_err();
+        // The sandbox asks for 7 s; a caller with 2 s left is not made to wait for it.
+        let mut request = tonic::Request::new(event("ratelimit-1"));
+        request.set_timeout(Duration::from_secs(2));
+        let err = fp.get_event(request).await.unwrap_err();
         assert_eq!(err.code(), Code::ResourceExhausted);
         let d = details(&err);
         assert_eq!(

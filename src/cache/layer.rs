@@ -13,6 +13,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -24,6 +25,7 @@ use tonic::{Code, body::Body};
 use super::{Answer, Cache, CacheMode, CacheStatus, Entry, Key, Tags};
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::resilience::{self, InFlight, Slot};
 use crate::rpc::Rpc;
 
 /// Largest request body the layer reads, tonic's own decoding limit.
@@ -34,6 +36,14 @@ pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 pub enum CachedBody {
     /// The service's body, untouched.
     Inner(Body),
+    /// The service's body, holding the call's place among the calls in flight until it
+    /// ends (a stream's pages are fetched while it is read).
+    Holding {
+        /// The body.
+        body: Body,
+        /// The place, freed when the body is dropped.
+        slot: Slot,
+    },
     /// One gRPC frame (absent for a trailers-only answer), then trailers.
     Replay {
         /// The frame, until it is sent.
@@ -55,15 +65,27 @@ struct Collected {
 /// A boxed call future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// A call to a cached RPC: answered from the cache when it holds the answer and the
+/// What every call past the edge shares.
+pub struct Serving {
+    /// The answer cache.
+    pub cache: Cache,
+    /// The server's metrics.
+    pub metrics: Arc<Metrics>,
+    /// The bound on calls in flight.
+    pub in_flight: InFlight,
+    /// The deadline of calls that set none.
+    pub default_deadline: Duration,
+}
+
+/// A call to a cached RPC: answered from the cache when it holds a fresh answer and the
 /// caller allows, otherwise by `inner` once for every identical concurrent call (its
-/// answer is then kept when it is a success or a NOT_FOUND).
+/// answer is then kept when it is a success or a NOT_FOUND). When that fails the way a
+/// struggling vendor fails, a stale answer still within its window is served instead.
 pub fn call<S>(
     inner: S,
     request: Request<Body>,
     rpc: Rpc,
-    cache: Cache,
-    metrics: Arc<Metrics>,
+    serving: Arc<Serving>,
 ) -> BoxFuture<Result<Response<CachedBody>, Infallible>>
 where
     S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>
@@ -77,7 +99,7 @@ where
     Box::pin(async move {
         let mode = cache_mode(request.headers());
         if mode == CacheMode::NoStore {
-            return pass(inner, request, Some((metrics, rpc))).await;
+            return pass(inner, request, serving, Some(rpc)).await;
         }
         let (parts, body) = request.into_parts();
         let Some(body) = read_body(body).await else {
@@ -88,24 +110,36 @@ where
         let Some(message) = single_frame(&body) else {
             // Compressed or several frames: the service decodes it; nothing is kept.
             let request = Request::from_parts(parts, Body::new(Full::new(body)));
-            return pass(inner, request, None).await;
+            return pass(inner, request, serving, None).await;
         };
         let key = Key::new(rpc, message);
+        let mut stale = None;
+        let mut expired = false;
         if mode == CacheMode::Normal
-            && let Some(entry) = cache.get(&key).await
+            && let Some(entry) = serving.cache.get(&key).await
         {
-            metrics.cache(rpc, CacheStatus::Hit.as_str());
-            return Ok(replay(&entry.answer, CacheStatus::Hit));
+            let now = Instant::now();
+            if entry.is_fresh(now) {
+                serving.metrics.cache(rpc, CacheStatus::Hit.as_str());
+                return Ok(replay(&entry.answer, CacheStatus::Hit));
+            }
+            // Past its TTL, the entry is still in the cache (for its stale window): the
+            // fetch must replace it, not find it.
+            expired = true;
+            if entry.usable_stale(now, max_stale(&parts.headers)) {
+                stale = Some(entry);
+            }
         }
         let request = Request::from_parts(parts, Body::new(Full::new(body)));
         miss(
             inner,
             request,
             Miss {
-                cache,
-                metrics,
+                serving,
                 key,
                 mode,
+                stale,
+                expired,
             },
         )
         .await
@@ -114,31 +148,41 @@ where
 
 /// What a miss needs besides the service and the request.
 struct Miss {
-    cache: Cache,
-    metrics: Arc<Metrics>,
+    serving: Arc<Serving>,
     key: Key,
     mode: CacheMode,
+    /// An entry past its TTL but within its stale window, to fall back on.
+    stale: Option<Entry>,
+    /// The cache holds an entry past its TTL for this key (usable stale or not).
+    expired: bool,
 }
 
 /// A call the cache does not take part in; `bypass` marks it so and counts it.
-fn pass<S>(
+async fn pass<S>(
     mut inner: S,
     request: Request<Body>,
-    bypass: Option<(Arc<Metrics>, Rpc)>,
-) -> BoxFuture<Result<Response<CachedBody>, Infallible>>
+    serving: Arc<Serving>,
+    bypass: Option<Rpc>,
+) -> Result<Response<CachedBody>, Infallible>
 where
     S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
     S::Future: Send + 'static,
 {
+    let slot = match serving.in_flight.try_take() {
+        Ok(slot) => slot,
+        Err(refused) => return Ok(refuse(&refused)),
+    };
+    let deadline = resilience::deadline_of(request.headers(), serving.default_deadline);
     let call = inner.call(request);
-    Box::pin(async move {
-        let mut response = call.await?;
-        if let Some((metrics, rpc)) = bypass {
-            mark(response.headers_mut(), CacheStatus::Bypass);
-            metrics.cache(rpc, CacheStatus::Bypass.as_str());
-        }
-        Ok(response.map(CachedBody::Inner))
-    })
+    let (response, attempts) = resilience::within(deadline, call).await;
+    let mut response = response?;
+    mark_attempts(response.headers_mut(), attempts);
+    if let Some(rpc) = bypass {
+        mark(response.headers_mut(), CacheStatus::Bypass);
+        serving.metrics.cache(rpc, CacheStatus::Bypass.as_str());
+    }
+    drop(slot);
+    Ok(response.map(CachedBody::Inner))
 }
 
 /// The service answers once for every identical concurrent call; the answer is kept
@@ -155,33 +199,53 @@ where
     S::Future: Send + 'static,
 {
     let Miss {
-        cache,
-        metrics,
+        serving,
         key,
         mode,
+        stale,
+        expired,
     } = miss;
     let rpc = key.rpc();
+    let cache = serving.cache.clone();
     let ttl = cache.ttl(rpc);
+    let stale_for = cache.stale_for(rpc);
     let not_found_ttl = cache.not_found_ttl();
     let epoch = cache.epoch_of(rpc);
-    let call = inner.call(request);
+    let deadline = resilience::deadline_of(request.headers(), serving.default_deadline);
     Box::pin(async move {
+        // Every call that waits here is in flight, the ones waiting on another's fetch
+        // included: the bound covers them all.
+        let _slot = match serving.in_flight.try_take() {
+            Ok(slot) => slot,
+            Err(refused) => {
+                return Ok(fall_back(&serving, &key, stale.as_ref())
+                    .await
+                    .unwrap_or_else(|| refuse(&refused)));
+            }
+        };
         let fetch = async move {
-            let collected = collect(call.await).await;
-            match collected.keepable(ttl, not_found_ttl) {
+            let collected = collect(inner.call(request).await).await;
+            match collected.keepable(ttl, stale_for, not_found_ttl) {
                 Some(entry) => Ok((entry, collected)),
                 None => Err(collected),
             }
         };
         if mode == CacheMode::NoCache {
-            metrics.cache(rpc, CacheStatus::Bypass.as_str());
-            return Ok(match fetch.await {
-                Ok((entry, collected)) => {
+            serving.metrics.cache(rpc, CacheStatus::Bypass.as_str());
+            let (fetched, attempts) =
+                resilience::within(deadline, tokio::time::timeout_at(deadline, fetch)).await;
+            let mut response = match fetched {
+                Ok(Ok((entry, collected))) => {
                     cache.put(&key, entry, epoch).await;
                     collected.into_response(CacheStatus::Bypass)
                 }
-                Err(collected) => collected.into_response(CacheStatus::Bypass),
-            });
+                Ok(Err(collected)) => collected.into_response(CacheStatus::Bypass),
+                Err(_) => refuse(&Error::DeadlineExceeded {
+                    during: "waiting for the upstream's answer",
+                }),
+            };
+            mark_attempts(response.headers_mut(), attempts);
+            return Ok(response);
         }
         // Only the call that runs `fetch` keeps the collected answer itself; the
         // others replay the entry (or the shared failure).
@@ -191,27 +255,107 @@ where
             own = Some(collected);
             Ok(entry)
         };
-        let outcome = cache.load::<Collected, _>(&key, load).await;
-        Ok(match (outcome, own) {
-            (Ok(_), Some(collected)) => {
-                metrics.cache(rpc, CacheStatus::Miss.as_str());
+        let refreshing = expired;
+        let (outcome, attempts) = resilience::within(
+            deadline,
+            tokio::time::timeout_at(deadline, cache.load::<Collected, _>(&key, refreshing, load)),
+        )
+        .await;
+        let mut response = match (outcome, own) {
+            (Ok(Ok(_)), Some(collected)) => {
+                serving.metrics.cache(rpc, CacheStatus::Miss.as_str());
                 collected.into_response(CacheStatus::Miss)
             }
-            (Ok((entry, fresh)), None) => {
+            (Ok(Ok((entry, fresh))), None) => {
                 let status = if fresh {
                     CacheStatus::Miss
                 } else {
                     CacheStatus::Hit
                 };
-                metrics.cache(rpc, status.as_str());
+                serving.metrics.cache(rpc, status.as_str());
                 replay(&entry.answer, status)
             }
-            (Err(shared), _) => {
-                metrics.cache(rpc, CacheStatus::Miss.as_str());
-                shared.replay(CacheStatus::Miss)
+            (Ok(Err(shared)), _) => {
+                let fallback = if shared.serves_stale() {
+                    fall_back(&serving, &key, stale.as_ref()).await
+                } else {
+                    None
+                };
+                fallback.unwrap_or_else(|| {
+                    serving.metrics.cache(rpc, CacheStatus::Miss.as_str());
+                    shared.replay(CacheStatus::Miss)
+                })
             }
-        })
+            (Err(_elapsed), _) => fall_back(&serving, &key, stale.as_ref())
+                .await
+                .unwrap_or_else(|| {
+                    refuse(&Error::DeadlineExceeded {
+                        during: "waiting for the upstream's answer",
+                    })
+                }),
+        };
+        mark_attempts(response.headers_mut(), attempts);
+        Ok(response)
     })
+}
+
+/// The answer for a caller whose fetch failed: the key's entry if it turned fresh
+/// meanwhile (another call refreshed it), else the stale entry it holds, if a write
+/// has not dropped it since.
+async fn fall_back(
+    serving: &Serving,
+    key: &Key,
+    stale: Option<&Entry>,
+) -> Option<Response<CachedBody>> {
+    let stale = stale?;
+    let now = Instant::now();
+    let current = serving.cache.get(key).await?;
+    if current.is_fresh(now) {
+        serving.metrics.cache(key.rpc(), CacheStatus::Hit.as_str());
+        return Some(replay(&current.answer, CacheStatus::Hit));
+    }
+    if !current.same_as(stale) {
+        return None;
+    }
+    serving
+        .metrics
+        .cache(key.rpc(), CacheStatus::Stale.as_str());
+    let mut response = replay(&stale.answer, CacheStatus::Stale);
+    response
+        .headers_mut()
+        .insert(header::AGE, HeaderValue::from(stale.age(now).as_secs()));
+    Some(response)
+}
+
+/// `x-upstream-attempts`: how many upstream requests this call made (absent when none).
+pub fn mark_attempts(headers: &mut HeaderMap, attempts: u32) {
+    if attempts > 0 {
+        headers.insert(X_UPSTREAM_ATTEMPTS.clone(), HeaderValue::from(attempts));
+    }
+}
+
+/// How stale an answer the caller accepts (`cache-control: max-stale=N`, in seconds);
+/// `None`: whatever the gateway keeps. A bare `max-stale` accepts any.
+pub fn max_stale(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get_all("cache-control")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|d| {
+            let (name, value) = d.trim().split_once('=')?;
+            name.trim()
+                .eq_ignore_ascii_case("max-stale")
+                .then_some(value)
+        })
+        .map(|v| {
+            // An unreadable value is read as "no stale answers": the safe side.
+            v.trim()
+                .trim_matches('"')
+                .parse::<u64>()
+                .map_or(Duration::ZERO, Duration::from_secs)
+        })
+        .min()
 }
 
 /// How the caller lets this call use the cache (`cache-control` request metadata):
@@ -276,6 +420,7 @@ fn single_frame(body: &Bytes) -> Option<Bytes> {
 
 /// The response metadata that says where an answer came from.
 static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+static X_UPSTREAM_ATTEMPTS: HeaderName = HeaderName::from_static("x-upstream-attempts");
 static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
 fn mark(headers: &mut HeaderMap, status: CacheStatus) {
@@ -311,10 +456,15 @@ fn response(
     response
 }
 
-/// A request the layer cannot read, answered through the one error mapping.
-fn refuse(error: &Error) -> Response<CachedBody> {
+/// A call refused before any service saw it, answered through the one error mapping.
+pub fn refuse(error: &Error) -> Response<CachedBody> {
     let (parts, _) = error.to_status().into_http::<()>().into_parts();
-    response(parts.headers, None, None, CacheStatus::Bypass)
+    let mut response = Response::new(CachedBody::Replay {
+        data: None,
+        trailers: None,
+    });
+    *response.headers_mut() = parts.headers;
+    response
 }
 
 /// Reads a service answer to its end.
@@ -368,20 +518,35 @@ impl Collected {
     /// The entry to keep for this answer, if it is one to keep.
     fn keepable(
         &self,
-        ttl: std::time::Duration,
-        not_found_ttl: std::time::Duration,
+        ttl: Duration,
+        stale_for: Duration,
+        not_found_ttl: Duration,
     ) -> Option<Entry> {
         match self.code() {
-            Code::Ok if !self.data.is_empty() => {
-                Some(Entry::message(&self.data, self.tags.0.clone(), ttl))
-            }
+            Code::Ok if !self.data.is_empty() => Some(Entry::message(
+                &self.data,
+                self.tags.0.clone(),
+                ttl,
+                stale_for,
+            )),
             Code::NotFound if self.trailers.is_none() && !not_found_ttl.is_zero() => {
                 let mut headers = self.headers.clone();
-                headers.remove("x-cache");
+                headers.remove(&X_CACHE);
+                headers.remove(&X_UPSTREAM_ATTEMPTS);
                 Some(Entry::status(headers, not_found_ttl))
             }
             _ => None,
         }
+    }
+
+    /// Whether this failure is one a stale answer may stand in for: the vendor failing,
+    /// timing out, rate-limiting, or its breaker open (UNAVAILABLE, DEADLINE_EXCEEDED,
+    /// RESOURCE_EXHAUSTED).
+    fn serves_stale(&self) -> bool {
+        matches!(
+            self.code(),
+            Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted
+        )
     }
 
     fn into_response(self, status: CacheStatus) -> Response<CachedBody> {
@@ -407,7 +572,7 @@ impl HttpBody for CachedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
-            Self::Inner(body) => Pin::new(body).poll_frame(cx),
+            Self::Inner(body) | Self::Holding { body, .. } => Pin::new(body).poll_frame(cx),
             Self::Replay { data, trailers } => {
                 if let Some(data) = data.take() {
                     return Poll::Ready(Some(Ok(Frame::data(data))));
@@ -419,14 +584,14 @@ impl HttpBody for CachedBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Self::Inner(body) => body.is_end_stream(),
+            Self::Inner(body) | Self::Holding { body, .. } => body.is_end_stream(),
             Self::Replay { data, trailers } => data.is_none() && trailers.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Self::Inner(body) => body.size_hint(),
+            Self::Inner(body) | Self::Holding { body, .. } => body.size_hint(),
             Self::Replay { data, .. } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }

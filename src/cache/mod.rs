@@ -42,6 +42,8 @@ pub enum CacheStatus {
     Miss,
     /// The caller asked to skip the cache (`cache-control: no-cache` or `no-store`).
     Bypass,
+    /// Served past its TTL because the upstream failed (stale-if-error).
+    Stale,
 }
 
 /// How a call may use the cache, from the caller's `cache-control` metadata.
@@ -72,6 +74,8 @@ pub struct Tags(pub Vec<Tag>);
 pub struct Key {
     rpc: Rpc,
     request: Bytes,
+    /// The slot where a stale entry's refresh is coalesced (see [`Cache::load`]).
+    refresh: bool,
 }
 
 /// A kept answer.
@@ -89,7 +93,12 @@ pub struct Entry {
     /// The answer.
     pub answer: Answer,
     tags: Arc<[Tag]>,
+    /// When it was fetched.
+    stored: Instant,
+    /// How long it is fresh.
     ttl: Duration,
+    /// How long past `ttl` it may still be served when the upstream fails.
+    stale_for: Duration,
     weight: u32,
 }
 
@@ -118,6 +127,7 @@ impl CacheStatus {
             Self::Hit => "hit",
             Self::Miss => "miss",
             Self::Bypass => "bypass",
+            Self::Stale => "stale",
         }
     }
 }
@@ -150,7 +160,11 @@ impl Tag {
 impl Key {
     /// The key of a request message (the bytes inside its gRPC frame) to `rpc`.
     pub fn new(rpc: Rpc, request: Bytes) -> Self {
-        Self { rpc, request }
+        Self {
+            rpc,
+            request,
+            refresh: false,
+        }
     }
 
     /// The RPC this key belongs to.
@@ -164,6 +178,15 @@ impl Key {
         Self {
             rpc: self.rpc,
             request: Bytes::copy_from_slice(&self.request),
+            refresh: self.refresh,
+        }
+    }
+
+    /// The slot where refreshes of this key's stale entry meet.
+    fn refresh(&self) -> Self {
+        Self {
+            refresh: true,
+            ..self.owned()
         }
     }
 }
@@ -171,17 +194,29 @@ impl Key {
 // === impl Entry ===
 
 impl Entry {
-    /// A success, copied into an allocation of its own (so it is weighed truly).
-    pub fn message(frame: &[u8], tags: Vec<Tag>, ttl: Duration) -> Self {
-        Self::new(Answer::Message(Bytes::copy_from_slice(frame)), tags, ttl)
+    /// A success, copied into an allocation of its own (so it is weighed truly), fresh
+    /// for `ttl` and usable `stale_for` beyond when the upstream fails.
+    pub fn message(frame: &[u8], tags: Vec<Tag>, ttl: Duration, stale_for: Duration) -> Self {
+        Self::new(
+            Answer::Message(Bytes::copy_from_slice(frame)),
+            tags,
+            ttl,
+            stale_for,
+        )
     }
 
-    /// A NOT_FOUND status, carried by `headers`.
+    /// A NOT_FOUND status, carried by `headers` (never served stale: the record may
+    /// exist by now).
     pub fn status(headers: http::HeaderMap, ttl: Duration) -> Self {
-        Self::new(Answer::Status(Arc::new(headers)), Vec::new(), ttl)
+        Self::new(
+            Answer::Status(Arc::new(headers)),
+            Vec::new(),
+            ttl,
+            Duration::ZERO,
+        )
     }
 
-    fn new(answer: Answer, tags: Vec<Tag>, ttl: Duration) -> Self {
+    fn new(answer: Answer, tags: Vec<Tag>, ttl: Duration, stale_for: Duration) -> Self {
         let answer_bytes = match &answer {
             Answer::Message(frame) => frame.len(),
             Answer::Status(headers) => headers
@@ -194,13 +229,38 @@ impl Entry {
             answer,
             weight: u32::try_from(answer_bytes + tag_bytes + ENTRY_OVERHEAD).unwrap_or(u32::MAX),
             tags: tags.into(),
+            stored: Instant::now(),
             ttl,
+            stale_for,
         }
     }
 
     fn expired_at_once(mut self) -> Self {
         self.ttl = Duration::ZERO;
+        self.stale_for = Duration::ZERO;
         self
+    }
+
+    /// Whether it is within its TTL.
+    pub fn is_fresh(&self, now: Instant) -> bool {
+        now < self.stored + self.ttl
+    }
+
+    /// Whether it may be served stale now, to a caller that accepts answers up to
+    /// `max_stale` past their TTL (`None`: any the gateway keeps).
+    pub fn usable_stale(&self, now: Instant, max_stale: Option<Duration>) -> bool {
+        let past = now.saturating_duration_since(self.stored + self.ttl);
+        past < self.stale_for && max_stale.is_none_or(|m| past <= m)
+    }
+
+    /// Time since it was fetched.
+    pub fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.stored)
+    }
+
+    /// Whether `other` is this very entry (not a later refresh of the same key).
+    pub fn same_as(&self, other: &Entry) -> bool {
+        self.stored == other.stored
     }
 }
 
@@ -208,7 +268,8 @@ impl Entry {
 
 impl Expiry<Key, Entry> for PerEntryTtl {
     fn expire_after_create(&self, _key: &Key, value: &Entry, _at: Instant) -> Option<Duration> {
-        Some(value.ttl)
+        // Stale entries stay (and are weighed) for their stale window too.
+        Some(value.ttl.saturating_add(value.stale_for))
     }
 }
 
@@ -255,6 +316,11 @@ impl Cache {
         }
     }
 
+    /// How long past its TTL an answer of `rpc` may be served when the upstream fails.
+    pub fn stale_for(&self, rpc: Rpc) -> Duration {
+        self.ttl.stale_if_error.get(rpc)
+    }
+
     /// The time a NOT_FOUND answer is kept.
     pub fn not_found_ttl(&self) -> Duration {
         self.ttl.not_found
@@ -281,26 +347,46 @@ impl Cache {
     /// kept unless a write to the upstream completed meanwhile. `load` answers `Ok` with
     /// an entry to keep, or `Err` with what the callers get instead. `fresh` is whether
     /// this call ran `load` (a miss) rather than waiting for another's (a hit).
-    pub async fn load<E, F>(&self, key: &Key, load: F) -> Result<(Entry, bool), Arc<E>>
+    ///
+    /// When `key` holds a stale entry (`refreshing`), the calls meet in a slot of their
+    /// own, so the stale entry stays in place until its refresh succeeds: every caller
+    /// can still fall back on it if the refresh fails.
+    pub async fn load<E, F>(
+        &self,
+        key: &Key,
+        refreshing: bool,
+        load: F,
+    ) -> Result<(Entry, bool), Arc<E>>
     where
         E: Send + Sync + 'static,
         F: Future<Output = Result<Entry, E>>,
     {
         let epoch = self.epoch(key.rpc.upstream().unwrap_or(Upstream::Fingerprint));
+        let inner = self.inner.clone();
         let guarded = async move {
             let started = epoch.load(Ordering::Acquire);
             let entry = load.await?;
             // A write finished while this read was in flight: answer, but do not keep.
-            Ok(if epoch.load(Ordering::Acquire) == started {
-                entry
-            } else {
-                entry.expired_at_once()
-            })
+            if epoch.load(Ordering::Acquire) != started {
+                return Ok(entry.expired_at_once());
+            }
+            if !refreshing {
+                return Ok(entry);
+            }
+            if let Some(cache) = &inner {
+                cache.insert(key.owned(), entry.clone()).await;
+            }
+            Ok(entry.expired_at_once())
         };
         let Some(cache) = &self.inner else {
             return guarded.await.map(|e| (e, true)).map_err(Arc::new);
         };
-        let entry = cache.entry(key.owned()).or_try_insert_with(guarded).await?;
+        let slot = if refreshing {
+            key.refresh()
+        } else {
+            key.owned()
+        };
+        let entry = cache.entry(slot).or_try_insert_with(guarded).await?;
         let fresh = entry.is_fresh();
         Ok((entry.into_value(), fresh))
     }

@@ -17,7 +17,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::AppState;
+use super::{
+    AppState,
+    faults::{self, Applied, Faults},
+};
 
 /// Largest request or answer body kept in a record (longer ones are cut).
 const MAX_RECORDED_BODY: usize = 1 << 20;
@@ -73,6 +76,8 @@ pub struct Control {
     scripted: Mutex<VecDeque<Scripted>>,
     delay: Mutex<Duration>,
     read_delay: Mutex<Duration>,
+    /// Fault rules (see [`super::faults`]).
+    pub faults: Faults,
 }
 
 /// A request as it arrived, and its answer once sent.
@@ -239,11 +244,22 @@ pub(super) async fn record_and_script(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    let decision = state.control.faults.decide(&parts.method, parts.uri.path());
+    if let Some(d) = decision.filter(|d| !d.latency.is_zero()) {
+        tokio::time::sleep(d.latency).await;
+    }
+    let fault = decision.and_then(|d| d.fault);
+    if matches!(fault, Some(Applied::Outage)) {
+        state.control.faults.changed().await;
+    }
+    let standalone = fault.and_then(|f| faults::standalone(f, parts.uri.path()));
     let response = if let Some(s) = state.control.next_scripted() {
         if !s.delay.is_zero() {
             tokio::time::sleep(s.delay).await;
         }
         scripted(s)
+    } else if let Some(r) = standalone {
+        r
     } else {
         let is_read = parts.method == Method::GET
             || parts.uri.path().ends_with("/lookup")
@@ -257,8 +273,16 @@ pub(super) async fn record_and_script(
         }
         response
     };
+    // Reshaping faults act on the answer as sent, after it was recorded whole.
+    let reshaping = match fault {
+        Some(f @ (Applied::Truncated | Applied::Reset | Applied::Drip(_))) => Some(f),
+        _ => None,
+    };
     let Some(answered) = answered else {
-        return response;
+        return match reshaping {
+            Some(f) => faults::reshape(f, response).await,
+            None => response,
+        };
     };
     // Recording: read the answer to keep it, then send it on unchanged.
     let (parts, body) = response.into_parts();
@@ -273,7 +297,11 @@ pub(super) async fn record_and_script(
         .to_owned();
     let text = String::from_utf8_lossy(&body[..body.len().min(MAX_RECORDED_BODY)]).into_owned();
     let _ = answered.set((parts.status.as_u16(), content_type, text));
-    Response::from_parts(parts, Body::from(body))
+    let response = Response::from_parts(parts, Body::from(body));
+    match reshaping {
+        Some(f) => faults::reshape(f, response).await,
+        None => response,
+    }
 }
 
 fn sandbox_state_lost_answer() -> Response {

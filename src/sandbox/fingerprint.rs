@@ -111,6 +111,23 @@ fn error(generation: Gen, op: Op, status: StatusCode, code: Code, message: &str)
     )
 }
 
+/// A fault rule's error answer (see [`super::faults`]), in this generation's shape.
+pub(super) fn fault_error(generation: Gen, status: StatusCode, path: &str) -> Response {
+    let (code, message) = match status.as_u16() {
+        400 => (CANNOT_PARSE, "request cannot be parsed"),
+        403 => (KEY_NOT_FOUND, "secret API key not found"),
+        404 if path.contains("/visitors/") => (VISITOR_NOT_FOUND, "visitor not found"),
+        404 => (EVENT_NOT_FOUND, "event not found"),
+        409 => (NOT_READY, "event is not ready yet"),
+        429 => (TOO_MANY, "too many requests"),
+        _ => (FAILED, "sandbox fault rule"),
+    };
+    answer(
+        status,
+        json!({"error": {"code": generation.code(code), "message": message}}),
+    )
+}
+
 /// Checks the secret key the way each generation does.
 fn auth(state: &AppState, headers: &HeaderMap, generation: Gen, op: Op) -> Result<(), Response> {
     let given = match generation {

@@ -29,6 +29,7 @@
 
 pub mod control;
 pub mod data;
+pub mod faults;
 pub mod fingerprint;
 pub mod stytch;
 pub mod world;
@@ -147,6 +148,7 @@ impl Sandbox {
 
     /// Stops serving and waits for the server task.
     pub async fn shutdown(mut self) {
+        self.control.faults.release();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -156,6 +158,7 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        self.control.faults.release();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -199,6 +202,14 @@ fn router(state: AppState) -> Router {
             state.clone(),
             control::record_and_script,
         ))
+        // Added after the layer: control requests are not counted, recorded or faulted.
+        .route(
+            faults::CONTROL_PATH,
+            get(faults::list)
+                .put(faults::replace)
+                .post(faults::add)
+                .delete(faults::clear),
+        )
         .with_state(state)
 }
 

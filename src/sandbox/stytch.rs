@@ -14,7 +14,7 @@ use serde_json::{Value as Json, json};
 use super::{AppState, Fault, answer, data, fault_of};
 use crate::convert::stytch::RULE_IDENTIFIERS;
 
-fn error(status: StatusCode, error_type: &str, message: &str) -> Response {
+pub(super) fn error(status: StatusCode, error_type: &str, message: &str) -> Response {
     let mut d = data::Dice::new(message);
     answer(
         status,

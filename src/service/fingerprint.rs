@@ -458,7 +458,10 @@ impl FingerprintService for FingerprintApi {
         &self,
         request: Request<UpdateEventRequest>,
     ) -> Result<Response<UpdateEventResponse>, Status> {
-        let deadline = deadline(&request).unwrap_or(NOT_READY_RETRY_BUDGET);
+        // The call's deadline (the caller's, or GATEWAY_DEFAULT_DEADLINE), set by the edge.
+        let deadline = crate::resilience::current_deadline().map_or(NOT_READY_RETRY_BUDGET, |at| {
+            at.saturating_duration_since(tokio::time::Instant::now())
+        });
         let req = request.into_inner();
         validate::id("event_id", &req.event_id)?;
         if let Some(linked) = &req.linked_id {
@@ -636,9 +639,16 @@ impl StreamState {
         let mut waits = 0;
         loop {
             let call = self.client.search(&self.filter, size, &self.next_key, None);
+            // Pages are fetched while the body is read, outside the handler: each runs
+            // within the caller's deadline, or gets the default deadline of its own.
             let result = match self.deadline {
-                Some(at) => match tokio::time::timeout_at(at.into(), call).await {
-                    Ok(result) => result,
+                Some(at) => match tokio::time::timeout_at(
+                    at.into(),
+                    crate::resilience::within(at.into(), call),
+                )
+                .await
+                {
+                    Ok((result, _)) => result,
                     Err(_) => {
                         return Err(Error::DeadlineExceeded {
                             during: "StreamEvents (resume with the last resume_page_token)",

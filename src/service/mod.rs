@@ -14,17 +14,7 @@ use crate::cache::{Tag, Tags};
 /// The caller's deadline (`grpc-timeout`), if it set one.
 fn deadline<T>(request: &Request<T>) -> Option<Duration> {
     let raw = request.metadata().get("grpc-timeout")?.to_str().ok()?;
-    let (digits, unit) = raw.split_at(raw.len().checked_sub(1)?);
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n.saturating_mul(3600)),
-        "M" => Duration::from_secs(n.saturating_mul(60)),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
+    crate::resilience::parse_grpc_timeout(raw)
 }
 
 /// An answer, with the events and visitors it contains for the cache's invalidation.

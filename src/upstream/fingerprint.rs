@@ -4,11 +4,12 @@ use prost_types::Timestamp;
 use reqwest::{Method, Url, header::HeaderValue};
 use serde_json::Value as Json;
 
-use super::{ErrorShape, Http, JsonObject, account_digest};
+use super::{Call, ErrorShape, Http, JsonObject, account_digest};
 use crate::config::{FingerprintConfig, Generation};
 use crate::convert::json::timestamp_to_millis;
 use crate::error::{Error, Resource, Upstream};
 use crate::proto::v1::EventFilter;
+use crate::resilience::CallKind;
 
 /// Largest page the v4 `/v4/events` endpoint returns.
 pub const V4_PAGE_MAX: u32 = 100;
@@ -197,6 +198,11 @@ impl FingerprintClient {
         query: &[(&'static str, String)],
         body: Option<Json>,
     ) -> Result<JsonObject, Error> {
+        let kind = match method {
+            Method::GET => CallKind::Read,
+            Method::DELETE => CallKind::Delete,
+            _ => CallKind::Write,
+        };
         let url = self.url(segments, query);
         let header = match self.config.generation {
             Generation::V4 => reqwest::header::AUTHORIZATION.as_str(),
@@ -210,15 +216,14 @@ impl FingerprintClient {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        self.http
-            .send(
-                Upstream::Fingerprint,
-                resource,
-                ErrorShape::Fingerprint,
-                request,
-                &[self.config.secret_api_key.expose()],
-            )
-            .await
+        let call = Call {
+            upstream: Upstream::Fingerprint,
+            resource,
+            shape: ErrorShape::Fingerprint,
+            kind,
+            secrets: &[self.config.secret_api_key.expose()],
+        };
+        self.http.send(call, request).await
     }
 
     /// Base URL plus percent-encoded path segments plus query.

@@ -11,6 +11,8 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use tokio::time::Instant;
+
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use reqwest::{Method, RequestBuilder, StatusCode, header};
@@ -18,8 +20,10 @@ use serde_json::{Map, Value as Json};
 use tracing::{Instrument, field};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::config::ResilienceConfig;
 use crate::error::{ApiError, Error, Resource, Upstream};
 use crate::metrics::Metrics;
+use crate::resilience::{CallKind, Guards, Next};
 
 /// What an upstream answered successfully: its JSON object.
 pub type JsonObject = Map<String, Json>;
@@ -28,9 +32,9 @@ pub type JsonObject = Map<String, Json>;
 #[derive(Debug, Clone)]
 pub struct Http {
     client: reqwest::Client,
-    timeout: Duration,
     max_body: usize,
     metrics: Arc<Metrics>,
+    guards: Guards,
 }
 
 /// How to read an upstream's error body.
@@ -42,80 +46,160 @@ pub enum ErrorShape {
     Stytch,
 }
 
+/// What one upstream call is, besides its HTTP request.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// The upstream.
+    pub upstream: Upstream,
+    /// What the call is about (names a 404).
+    pub resource: Resource,
+    /// How to read its error bodies.
+    pub shape: ErrorShape,
+    /// Read, write or delete: decides retries and quotas.
+    pub kind: CallKind,
+    /// Scrubbed from anything the upstream echoes into an error message.
+    pub secrets: &'a [&'a str],
+}
+
 // === impl Http ===
 
 impl Http {
-    /// A client with the given per-call timeout and body bound, counting its calls in
-    /// `metrics`.
+    /// A client bounded by `policy` and `max_body`, guarded by `guards`, counting its
+    /// calls in `metrics`.
     pub fn new(
-        timeout: Duration,
+        policy: &ResilienceConfig,
         max_body: usize,
         metrics: Arc<Metrics>,
+        guards: Guards,
     ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("fingerprint-gateway/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .connect_timeout(policy.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             // Upstream redirects would carry our credentials elsewhere: never follow them.
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Self {
             client,
-            timeout,
             max_body,
             metrics,
+            guards,
         })
+    }
+
+    /// The resilience state of both upstreams.
+    pub fn guards(&self) -> &Guards {
+        &self.guards
     }
 
     /// Starts a request.
     pub fn request(&self, method: Method, url: reqwest::Url) -> RequestBuilder {
-        self.client.request(method, url).timeout(self.timeout)
+        self.client.request(method, url)
     }
 
     /// Sends a request and returns the JSON object of a 2xx answer.
     ///
-    /// `secrets` are scrubbed from anything the upstream echoes into an error message.
-    pub async fn send(
+    /// Each attempt is cleared by the upstream's breaker and quota, bounded by the
+    /// attempt timeout and the call's deadline; a read is tried again on a retryable
+    /// failure while the policy, the budget and the deadline allow (see
+    /// [`crate::resilience`]).
+    pub async fn send(&self, call: Call<'_>, request: RequestBuilder) -> Result<JsonObject, Error> {
+        let upstream = call.upstream;
+        let request = request.build().map_err(|e| Error::Connect {
+            upstream,
+            cause: cause(&e),
+        })?;
+        let guard = self.guards.of(upstream);
+        let deadline = guard.deadline();
+        let mut last: Option<Error> = None;
+        for attempt in 0u32.. {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left < guard.min_attempt() {
+                self.metrics.not_sent(upstream, "deadline");
+                return Err(last.unwrap_or(Error::DeadlineExceeded {
+                    during: during(upstream),
+                }));
+            }
+            let ticket = match guard.admit(call.kind, attempt, deadline).await {
+                Ok(ticket) => ticket,
+                // A retry refused: what the upstream said last is the better answer.
+                Err(refused) => return Err(last.unwrap_or(refused)),
+            };
+            // Writes carry small in-memory bodies, so every request can be cloned.
+            let Some(this) = request.try_clone() else {
+                return Err(Error::Connect {
+                    upstream,
+                    cause: "the request body cannot be resent".to_owned(),
+                });
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            let cut_by_deadline = left < guard.attempt_timeout();
+            let timeout = left.min(guard.attempt_timeout());
+            let error = match self.attempt(call, this, timeout, attempt).await {
+                Ok(json) => {
+                    guard.breaker.record(ticket, false);
+                    return Ok(json);
+                }
+                Err(error) => error,
+            };
+            let timed_out = matches!(error, Error::Timeout { .. } | Error::SlowBody { .. });
+            if timed_out && cut_by_deadline {
+                // The caller's deadline ended it, not the vendor's slowness.
+                drop(ticket);
+                return Err(Error::DeadlineExceeded {
+                    during: during(upstream),
+                });
+            }
+            guard.breaker.record(ticket, error.is_upstream_failure());
+            match guard.retry(call.kind, attempt, &error, deadline) {
+                Next::After(wait) => {
+                    tracing::debug!(%upstream, attempt, ?wait, error = %error, "retrying");
+                    last = Some(error);
+                    tokio::time::sleep(wait).await;
+                }
+                Next::GiveUp => return Err(error),
+            }
+        }
+        Err(last.unwrap_or(Error::DeadlineExceeded {
+            during: during(upstream),
+        }))
+    }
+
+    /// One attempt, in its own span (built only within a traced RPC or a sampled root).
+    async fn attempt(
         &self,
-        upstream: Upstream,
-        resource: Resource,
-        shape: ErrorShape,
-        request: RequestBuilder,
-        secrets: &[&str],
+        call: Call<'_>,
+        request: reqwest::Request,
+        timeout: Duration,
+        attempt: u32,
     ) -> Result<JsonObject, Error> {
-        let request = request
-            .build()
-            .map_err(|source| Error::Connect { upstream, source })?;
-        // Traced only within a traced RPC (or a sampled root): otherwise no span is built.
         let traced = !tracing::Span::current().is_none() || crate::telemetry::traces(None);
         let span = if !traced {
             tracing::Span::none()
         } else {
             tracing::info_span!(
-            "upstream",
-            otel.name = %format!("{} {}", request.method(), route_of(request.url().path())),
-            otel.kind = "client",
-            upstream = %upstream,
-            http.request.method = %request.method(),
-            server.address = request.url().host_str().unwrap_or_default(),
-            url.path = request.url().path(),
-            http.response.status_code = field::Empty,
-            otel.status_code = field::Empty,
+                "upstream",
+                otel.name = %format!("{} {}", request.method(), route_of(request.url().path())),
+                otel.kind = "client",
+                upstream = %call.upstream,
+                http.request.method = %request.method(),
+                http.request.resend_count = attempt,
+                server.address = request.url().host_str().unwrap_or_default(),
+                url.path = request.url().path(),
+                http.response.status_code = field::Empty,
+                otel.status_code = field::Empty,
             )
         };
-        self.exchange(upstream, resource, shape, request, secrets)
-            .instrument(span)
-            .await
+        self.exchange(call, request, timeout).instrument(span).await
     }
 
     async fn exchange(
         &self,
-        upstream: Upstream,
-        resource: Resource,
-        shape: ErrorShape,
+        call: Call<'_>,
         mut request: reqwest::Request,
-        secrets: &[&str],
+        timeout: Duration,
     ) -> Result<JsonObject, Error> {
+        let upstream = call.upstream;
         let span = tracing::Span::current();
         // W3C traceparent out: the upstream call joins the caller's trace.
         let context = span.context();
@@ -123,19 +207,22 @@ impl Http {
             &context,
             &mut opentelemetry_http::HeaderInjector(request.headers_mut()),
         );
+        *request.timeout_mut() = Some(timeout);
         let started = std::time::Instant::now();
         let response = self.client.execute(request).await.map_err(|source| {
             self.metrics.upstream(upstream, None, started);
             span.record("otel.status_code", "ERROR");
             if source.is_timeout() {
-                Error::Timeout {
-                    upstream,
-                    timeout: self.timeout,
-                }
-            } else {
+                Error::Timeout { upstream, timeout }
+            } else if source.is_connect() {
                 Error::Connect {
                     upstream,
-                    source: source.without_url(),
+                    cause: cause(&source),
+                }
+            } else {
+                Error::Reset {
+                    upstream,
+                    cause: cause(&source),
                 }
             }
         })?;
@@ -148,13 +235,33 @@ impl Http {
             .get(header::CONTENT_TYPE)
             .map(|v| {
                 let text = String::from_utf8_lossy(v.as_bytes()).into_owned();
-                scrub(truncate(text, 64), secrets)
+                scrub(truncate(text, 64), call.secrets)
             })
             .unwrap_or_else(|| "none".to_owned());
-        let body = self.read_body(upstream, response).await;
+        if status.is_redirection() {
+            self.metrics
+                .upstream(upstream, Some(status.as_u16()), started);
+            span.record("otel.status_code", "ERROR");
+            let location = response
+                .headers()
+                .get(header::LOCATION)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .map_or_else(
+                    || "nowhere (no Location)".to_owned(),
+                    |l| scrub(truncate(l, 128), call.secrets),
+                );
+            return Err(Error::Redirected {
+                upstream,
+                status: status.as_u16(),
+                location,
+            });
+        }
+        let body = self.read_body(upstream, response, timeout).await;
         self.metrics
             .upstream(upstream, Some(status.as_u16()), started);
-        let body = body?;
+        let body = body.inspect_err(|_| {
+            span.record("otel.status_code", "ERROR");
+        })?;
         if status.is_success() {
             // Writes may answer with no body at all.
             if body.iter().all(u8::is_ascii_whitespace) {
@@ -171,6 +278,12 @@ impl Http {
                     status: status.as_u16(),
                     content_type,
                 }),
+                // The message was whole but the document was cut: retried like a cut body.
+                Err(e) if e.is_eof() => Err(Error::Truncated {
+                    upstream,
+                    received: body.len(),
+                    cause: "the JSON document ends before it is complete".to_owned(),
+                }),
                 Err(e) => Err(Error::Malformed {
                     upstream,
                     detail: e.to_string(),
@@ -180,13 +293,13 @@ impl Http {
         span.record("otel.status_code", "ERROR");
         Err(Error::Api(api_error(
             upstream,
-            resource,
-            shape,
+            call.resource,
+            call.shape,
             status,
             &body,
             &content_type,
             retry_after,
-            secrets,
+            call.secrets,
         )))
     }
 
@@ -195,6 +308,7 @@ impl Http {
         &self,
         upstream: Upstream,
         mut response: reqwest::Response,
+        timeout: Duration,
     ) -> Result<Vec<u8>, Error> {
         let too_large = Error::TooLarge {
             upstream,
@@ -217,20 +331,45 @@ impl Http {
                 }
                 Ok(None) => return Ok(body),
                 Err(e) if e.is_timeout() => {
-                    return Err(Error::Timeout {
+                    return Err(Error::SlowBody {
                         upstream,
-                        timeout: self.timeout,
+                        timeout,
+                        received: body.len(),
                     });
                 }
                 Err(source) => {
-                    return Err(Error::Connect {
+                    return Err(Error::Truncated {
                         upstream,
-                        source: source.without_url(),
+                        received: body.len(),
+                        cause: cause(&source),
                     });
                 }
             }
         }
     }
+}
+
+/// What a call was doing when its deadline passed.
+fn during(upstream: Upstream) -> &'static str {
+    match upstream {
+        Upstream::Fingerprint => "the call to fingerprint.com",
+        Upstream::Stytch => "the call to Stytch",
+    }
+}
+
+/// The innermost cause of a transport failure ("Connection refused (os error 111)"):
+/// the outer layers repeat the URL, which may carry what it should not.
+fn cause(error: &reqwest::Error) -> String {
+    let mut inner = std::error::Error::source(error);
+    let mut last = None;
+    while let Some(e) = inner {
+        last = Some(e);
+        inner = e.source();
+    }
+    last.map_or_else(
+        || "no further detail".to_owned(),
+        |e| truncate(e.to_string(), 200),
+    )
 }
 
 /// The path with id-like segments replaced, for span names of low cardinality.

@@ -3,7 +3,7 @@
 use reqwest::{Method, Url};
 use serde_json::{Map, Value as Json, json};
 
-use super::{ErrorShape, Http, JsonObject};
+use super::{Call, ErrorShape, Http, JsonObject};
 use crate::config::StytchConfig;
 use crate::convert::stytch::RULE_IDENTIFIERS;
 use crate::error::{Error, Resource, Upstream};
@@ -11,6 +11,7 @@ use crate::proto::v1::{
     Action, LookupTelemetryRequest, SetRuleRequest, SetVerdictReasonOverrideRequest,
     set_rule_request::Identifier,
 };
+use crate::resilience::CallKind;
 
 /// A client of one Stytch project.
 #[derive(Debug, Clone)]
@@ -169,15 +170,19 @@ impl StytchClient {
             .basic_auth(&self.config.project_id, Some(self.config.secret.expose()))
             .header(reqwest::header::ACCEPT, "application/json")
             .json(&body);
-        self.http
-            .send(
-                Upstream::Stytch,
-                resource,
-                ErrorShape::Stytch,
-                request,
-                &[self.config.secret.expose()],
-            )
-            .await
+        // Lookups and lists are read-only POSTs: safe to retry.
+        let kind = match segments.last() {
+            Some(&("lookup" | "list")) => CallKind::Read,
+            _ => CallKind::Write,
+        };
+        let call = Call {
+            upstream: Upstream::Stytch,
+            resource,
+            shape: ErrorShape::Stytch,
+            kind,
+            secrets: &[self.config.secret.expose()],
+        };
+        self.http.send(call, request).await
     }
 
     fn url(&self, segments: &[&str]) -> Url {
