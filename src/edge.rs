@@ -159,6 +159,15 @@ where
             Err(never) => match *never {},
         };
         this.serving.metrics.rpc(*this.method, code, *this.started);
+        if !this.span.is_none() {
+            this.span.record("rpc.grpc.status_code", code as i32);
+            if let Ok(r) = &response
+                && let Some(n) = r.headers().get("x-upstream-attempts")
+                && let Some(n) = n.to_str().ok().and_then(|n| n.parse::<u32>().ok())
+            {
+                this.span.record("upstream.attempts", i64::from(n));
+            }
+        }
         Poll::Ready(response)
     }
 }

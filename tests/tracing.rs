@@ -54,7 +54,22 @@ async fn traceparent_flows_through_and_spans_are_exported() {
     })
     .unwrap();
 
-    let h = Harness::start().await;
+    let h = Harness::start_with(
+        fingerprint_gateway::config::Generation::V4,
+        &[("GATEWAY_RETRY_BACKOFF", "5ms".to_owned())],
+    )
+    .await;
+    // The first attempt fails: the trace shows both, and the RPC span their count.
+    h.sandbox
+        .control
+        .faults
+        .set(
+            fingerprint_gateway::sandbox::faults::parse_rules(
+                r#"[{"fault": "status", "status": 503, "times": 1}]"#,
+            )
+            .unwrap(),
+        )
+        .unwrap();
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let mut request = tonic::Request::new(GetEventRequest {
         event_id: "traced-1".into(),
@@ -86,14 +101,38 @@ async fn traceparent_flows_through_and_spans_are_exported() {
         .await
         .unwrap();
     let exported = collector.0.lock().unwrap().clone();
-    let spans: Vec<_> = exported
+    let traced: Vec<_> = exported
         .iter()
         .flat_map(|r| &r.resource_spans)
         .flat_map(|r| &r.scope_spans)
         .flat_map(|s| &s.spans)
         .filter(|s| hex(&s.trace_id) == trace_id)
-        .map(|s| s.name.clone())
         .collect();
+    let spans: Vec<_> = traced.iter().map(|s| s.name.clone()).collect();
+    let int = |span: &&opentelemetry_proto::tonic::trace::v1::Span, key: &str| {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_ref())
+            .and_then(|v| match v.value {
+                Some(opentelemetry_proto::tonic::common::v1::any_value::Value::IntValue(i)) => {
+                    Some(i)
+                }
+                _ => None,
+            })
+    };
+    let rpc = traced
+        .iter()
+        .find(|s| s.name == "fingerprint.gateway.v1.FingerprintService/GetEvent")
+        .expect("the RPC span");
+    assert_eq!(int(rpc, "upstream.attempts"), Some(2), "{rpc:?}");
+    let mut resends: Vec<_> = traced
+        .iter()
+        .filter(|s| s.name == "GET /v4/events/{id}")
+        .filter_map(|s| int(s, "http.request.resend_count"))
+        .collect();
+    resends.sort();
+    assert_eq!(resends, [0, 1], "one span per attempt");
     assert!(
         spans
             .iter()

@@ -183,7 +183,7 @@ impl Http {
                 otel.kind = "client",
                 upstream = %call.upstream,
                 http.request.method = %request.method(),
-                http.request.resend_count = attempt,
+                http.request.resend_count = i64::from(attempt),
                 server.address = request.url().host_str().unwrap_or_default(),
                 url.path = request.url().path(),
                 http.response.status_code = field::Empty,
