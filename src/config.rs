@@ -300,6 +300,48 @@ pub const SETTINGS: &[Setting] = &[
         "largest upstream answer body accepted (at least 1024)",
     ),
     setting(
+        "GATEWAY_REDIS_URL",
+        None,
+        Kind::Secret,
+        "Redis (or Valkey) shared by the replicas: `redis://[user@]host:port[/db]`, or `rediss://` for TLS. Unset: each replica keeps its own cache and quota, as one process needs. Never logged (it may hold a password)",
+    ),
+    setting(
+        "GATEWAY_REDIS_PASSWORD_FILE",
+        None,
+        Kind::Text,
+        "file holding the Redis ACL password (a mounted Secret; one line, trailing newline ignored); overrides a password in the URL",
+    ),
+    setting(
+        "GATEWAY_REDIS_PREFIX",
+        Some("fpgw"),
+        Kind::Text,
+        "first part of every Redis key and channel, so several deployments can share one Redis",
+    ),
+    setting(
+        "GATEWAY_REDIS_ENCRYPTION_KEY",
+        None,
+        Kind::Secret,
+        "base64 of 32 bytes: answers are encrypted and authenticated (AES-256-GCM, bound to their key) before they reach Redis. Cached events hold IP addresses and places; set it unless Redis is yours alone",
+    ),
+    setting(
+        "GATEWAY_REDIS_TIMEOUT",
+        Some("50ms"),
+        Kind::Duration,
+        "longest wait for one Redis operation; past it the call goes on without Redis. 50ms: a same-zone Redis answers in under 1 ms, and a call must never wait on a sick one for long",
+    ),
+    setting(
+        "GATEWAY_REDIS_LEASE",
+        Some("1s"),
+        Kind::Duration,
+        "how long a replica trusts its in-memory cache after it last confirmed it hears invalidations; the bound on serving a pre-write answer when Redis or the subscription fails. 1s: a write is seen everywhere within it at the price of a heartbeat every 250ms",
+    ),
+    setting(
+        "GATEWAY_REDIS_LOCAL_QUOTA_SHARE",
+        Some("0.5"),
+        Kind::Ratio,
+        "share of each configured rate limit a replica allows itself while Redis is down (the shared limiter is then out of reach). 0.5: two replicas stay within the quota; use 1/replicas to be exact",
+    ),
+    setting(
         "GATEWAY_CACHE_MAX_BYTES",
         Some("67108864"),
         Kind::Count,
@@ -666,6 +708,40 @@ pub struct Config {
     pub sealed_result_keys: Vec<SealedKey>,
     /// Secrets for webhook signatures.
     pub webhook_secrets: Vec<Secret>,
+    /// The Redis shared by the replicas, if any.
+    pub redis: Option<RedisConfig>,
+}
+
+/// The shared cache and quota's Redis.
+#[derive(Clone)]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://` URL (may hold a password: never shown).
+    pub url: Secret,
+    /// The password from `GATEWAY_REDIS_PASSWORD_FILE`, if set.
+    pub password: Option<Secret>,
+    /// Key and channel prefix.
+    pub prefix: String,
+    /// AES-256-GCM key for values, if set.
+    pub encryption_key: Option<SealedKey>,
+    /// Longest wait for one operation.
+    pub timeout: Duration,
+    /// How long the in-memory cache is trusted without a confirmed subscription.
+    pub lease: Duration,
+    /// Share of each rate limit allowed while Redis is down.
+    pub local_quota_share: f64,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &"<hidden>")
+            .field("prefix", &self.prefix)
+            .field("encrypted", &self.encryption_key.is_some())
+            .field("timeout", &self.timeout)
+            .field("lease", &self.lease)
+            .field("local_quota_share", &self.local_quota_share)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where setting values come from, highest priority first.
@@ -852,6 +928,7 @@ impl Config {
             },
             sealed_result_keys,
             webhook_secrets,
+            redis: redis_config(&v)?,
         };
         if !config.sandbox && config.fingerprint.is_none() && config.stytch.is_none() {
             return Err(ConfigError::NothingToServe);
@@ -1223,6 +1300,75 @@ fn parse_per_rpc(text: &str) -> Result<PerRpc, String> {
         overrides.push((rpc, duration(value)?));
     }
     Ok(PerRpc { default, overrides })
+}
+
+/// The Redis settings, when `GATEWAY_REDIS_URL` is set.
+fn redis_config(v: &Values<'_>) -> Result<Option<RedisConfig>, ConfigError> {
+    let Some(url) = v.text_opt("GATEWAY_REDIS_URL")? else {
+        return Ok(None);
+    };
+    // Checked here, so that a typo fails start-up (without echoing a password).
+    let parsed =
+        Url::parse(&url).map_err(|e| invalid("GATEWAY_REDIS_URL", format!("is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "redis" | "rediss") || parsed.host_str().is_none() {
+        return Err(invalid(
+            "GATEWAY_REDIS_URL",
+            "must be redis://host:port or rediss://host:port",
+        ));
+    }
+    let password = match v.text_opt("GATEWAY_REDIS_PASSWORD_FILE")? {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                invalid(
+                    "GATEWAY_REDIS_PASSWORD_FILE",
+                    format!("cannot read {path}: {e}"),
+                )
+            })?;
+            Some(Secret::new(text.trim_end_matches(['\r', '\n'])))
+        }
+    };
+    let encryption_key = match v.text_opt("GATEWAY_REDIS_ENCRYPTION_KEY")? {
+        None => None,
+        Some(raw) => {
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(raw.trim())
+                .map_err(|_| invalid("GATEWAY_REDIS_ENCRYPTION_KEY", "is not base64"))?;
+            let key: [u8; 32] = bytes.try_into().map_err(|_| {
+                invalid(
+                    "GATEWAY_REDIS_ENCRYPTION_KEY",
+                    "must be 32 bytes (base64 of 44 characters)",
+                )
+            })?;
+            Some(SealedKey(key))
+        }
+    };
+    let prefix = v.text("GATEWAY_REDIS_PREFIX")?;
+    if prefix.is_empty()
+        || prefix.len() > 64
+        || !prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(invalid(
+            "GATEWAY_REDIS_PREFIX",
+            "must be 1 to 64 letters, digits, '-', '_' or '.'",
+        ));
+    }
+    let lease = v.positive("GATEWAY_REDIS_LEASE")?;
+    if lease < Duration::from_millis(100) {
+        return Err(invalid("GATEWAY_REDIS_LEASE", "must be at least 100ms"));
+    }
+    Ok(Some(RedisConfig {
+        url: Secret::new(url),
+        password,
+        prefix,
+        encryption_key,
+        timeout: v.positive("GATEWAY_REDIS_TIMEOUT")?,
+        lease,
+        local_quota_share: v.ratio("GATEWAY_REDIS_LOCAL_QUOTA_SHARE")?,
+    }))
 }
 
 // === impl PerRpc ===

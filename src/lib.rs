@@ -9,6 +9,8 @@
 //! - [`server`]: the tonic server: health, reflection, drain.
 //! - [`edge`]: the one tower layer in front of the services: span, metrics, cache.
 //! - [`cache`]: the answer cache and the layer that answers hits from stored frames.
+//! - [`shared`]: what replicas share on Redis (opt-in): the second cache level,
+//!   invalidations and the lease on the first, cross-replica locks, the quota.
 //! - [`service`]: the RPC handlers: validate, page, call the upstream, convert.
 //! - [`upstream`]: the HTTP clients of fingerprint.com and Stytch; they return JSON.
 //! - [`resilience`]: deadlines, retry policy and budget, circuit breakers, quota
@@ -37,6 +39,7 @@ pub mod sandbox;
 pub mod sealed;
 pub mod server;
 pub mod service;
+pub mod shared;
 pub mod telemetry;
 pub mod upstream;
 pub mod webhook;

@@ -105,6 +105,11 @@ struct NotSentLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    op: Word,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TransitionLabels {
     upstream: UpstreamLabel,
     to: Word,
@@ -127,6 +132,10 @@ pub struct Metrics {
     circuit_transitions: Family<TransitionLabels, Counter>,
     shed: Counter,
     in_flight: Gauge,
+    redis_up: Gauge,
+    redis_seconds: Seconds<OpLabels>,
+    redis_errors: Family<OpLabels, Counter>,
+    invalidation_delay: Histogram,
     // The label sets are closed: each series' handle is looked up in its family once,
     // then kept in a slot, so recording is an index and an atomic add.
     rpc_slots: Box<[OnceLock<Counter>]>,
@@ -304,6 +313,30 @@ impl Metrics {
             "calls the services are working on (cache hits, health and reflection not counted)",
             in_flight.clone(),
         );
+        let redis_up = Gauge::default();
+        registry.register(
+            "redis_up",
+            "1 while the shared cache's Redis answers; 0 while it does not, or when GATEWAY_REDIS_URL is unset",
+            redis_up.clone(),
+        );
+        let redis_seconds: Seconds<OpLabels> = Family::new_with_constructor(latency);
+        registry.register(
+            "redis_operation_duration_seconds",
+            "time for one Redis operation, by operation",
+            redis_seconds.clone(),
+        );
+        let redis_errors = Family::<OpLabels, Counter>::default();
+        registry.register(
+            "redis_errors",
+            "Redis operations that failed or timed out, by operation (the call went on without Redis)",
+            redis_errors.clone(),
+        );
+        let invalidation_delay = latency();
+        registry.register(
+            "invalidation_delay_seconds",
+            "from a write's invalidation being published by one replica to its arrival here",
+            invalidation_delay.clone(),
+        );
         for upstream in [Upstream::Fingerprint, Upstream::Stytch] {
             // Both breakers start closed, and show so from the first scrape.
             circuit_state
@@ -325,6 +358,10 @@ impl Metrics {
             circuit_transitions,
             shed,
             in_flight,
+            redis_up,
+            redis_seconds,
+            redis_errors,
+            invalidation_delay,
             rpc_slots: slots(METHODS * CODES),
             rpc_seconds_slots: slots(METHODS),
             cache_slots: slots(Rpc::ALL.len() * CACHE_RESULTS),
@@ -334,6 +371,27 @@ impl Metrics {
         let _ = metrics.rpc_counter(Method::Unknown, tonic::Code::Unimplemented);
         let _ = metrics.rpc_histogram(Method::Unknown);
         metrics
+    }
+
+    /// Records one Redis operation (`op` from a closed set in the code).
+    pub fn redis(&self, op: &'static str, started: Instant, ok: bool) {
+        let labels = OpLabels { op: Word(op) };
+        self.redis_seconds
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        if !ok {
+            self.redis_errors.get_or_create(&labels).inc();
+        }
+    }
+
+    /// Whether Redis answers.
+    pub fn redis_up(&self, up: bool) {
+        self.redis_up.set(i64::from(up));
+    }
+
+    /// The delay of one invalidation from another replica.
+    pub fn invalidation_delay(&self, seconds: f64) {
+        self.invalidation_delay.observe(seconds);
     }
 
     /// Counts one answered RPC.

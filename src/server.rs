@@ -64,7 +64,26 @@ pub async fn serve(
         None
     };
     let metrics = Arc::new(Metrics::new());
-    let guards = Guards::new(&config.resilience, &metrics);
+    let shared = match &config.redis {
+        Some(redis) => {
+            let account = crate::upstream::account_digest(&format!(
+                "{}|{}|{}",
+                config
+                    .fingerprint
+                    .as_ref()
+                    .map_or("", |f| f.secret_api_key.expose()),
+                config.stytch.as_ref().map_or("", |s| s.project_id.as_str()),
+                config.stytch.as_ref().map_or("", |s| s.secret.expose()),
+            ));
+            Some(
+                crate::shared::Shared::new(redis, &account, metrics.clone()).map_err(|e| {
+                    ServeError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+                })?,
+            )
+        }
+        None => None,
+    };
+    let guards = Guards::new(&config.resilience, &metrics, shared.as_ref());
     let http = Http::new(
         &config.resilience,
         config.max_body_bytes,
@@ -81,7 +100,15 @@ pub async fn serve(
         .stytch
         .clone()
         .map(|c| StytchClient::new(http.clone(), c));
-    let cache = Cache::new(config.cache.clone());
+    let cache = match &shared {
+        Some(shared) => Cache::new(config.cache.clone()).with_shared(shared.clone()),
+        None => Cache::new(config.cache.clone()),
+    };
+    // Invalidations from the other replicas, heartbeats, and Redis's health entry.
+    let mut shared_tasks = Vec::new();
+    if let Some(shared) = &shared {
+        shared_tasks = shared.start(cache.clone());
+    }
     let in_flight = InFlight::new(config.resilience.max_in_flight, metrics.clone());
     let serving = Arc::new(Serving {
         cache: cache.clone(),
@@ -115,6 +142,9 @@ pub async fn serve(
     // own status stays SERVING while a breaker is open: every replica shares the same
     // vendor, so pulling them from rotation would turn a vendor outage into a total one
     // (cached and stale answers, Unseal and webhook checks all still work).
+    if let Some(shared) = &shared {
+        shared_tasks.push(tokio::spawn(mirror_redis(shared.clone(), health.clone())));
+    }
     let breaker_watchers: Vec<_> = [&guards.fingerprint, &guards.stytch]
         .into_iter()
         .map(|guard| {
@@ -215,6 +245,9 @@ pub async fn serve(
     for watcher in breaker_watchers {
         watcher.abort();
     }
+    for task in shared_tasks {
+        task.abort();
+    }
     if let Some(sandbox) = sandbox {
         sandbox.shutdown().await;
     }
@@ -231,6 +264,32 @@ pub const BREAKER_HEALTH_NAMES: [&str; 2] = [
     "fingerprint.gateway.v1.upstream.fingerprint",
     "fingerprint.gateway.v1.upstream.stytch",
 ];
+
+/// The health service name that mirrors whether the shared Redis answers (only with
+/// `GATEWAY_REDIS_URL`). The gateway's own status stays SERVING without it.
+pub const REDIS_HEALTH_NAME: &str = "fingerprint.gateway.v1.redis";
+
+/// Mirrors whether Redis answers into the health service [`REDIS_HEALTH_NAME`].
+async fn mirror_redis(
+    shared: Arc<crate::shared::Shared>,
+    health: tonic_health::server::HealthReporter,
+) {
+    let mut every = tokio::time::interval(Duration::from_millis(250));
+    let mut last = None;
+    loop {
+        every.tick().await;
+        let up = shared.is_up();
+        if last != Some(up) {
+            let status = if up {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
+            health.set_service_status(REDIS_HEALTH_NAME, status).await;
+            last = Some(up);
+        }
+    }
+}
 
 /// Mirrors a breaker's state into the health service `name`.
 async fn mirror_breaker(

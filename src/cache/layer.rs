@@ -28,6 +28,10 @@ use crate::metrics::Metrics;
 use crate::resilience::{self, InFlight, Slot};
 use crate::rpc::Rpc;
 
+/// Longest a miss holds a key's lock in the shared level (it is released at once when
+/// the fetch ends; this bounds a crashed holder).
+const MAX_LOCK: Duration = Duration::from_secs(30);
+
 /// Largest request body the layer reads, tonic's own decoding limit.
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 
@@ -250,8 +254,42 @@ where
         // Only the call that runs `fetch` keeps the collected answer itself; the
         // others replay the entry (or the shared failure).
         let mut own = None;
+        let mut from_shared = false;
+        let shared = cache.shared().cloned();
         let load = async {
-            let (entry, collected) = fetch.await?;
+            // With a shared level: its fresh entry, or another replica's fetch under
+            // the key's lock; else this call fetches and fills it.
+            let mut found = None;
+            if let Some(shared) = &shared {
+                let lock_for = deadline
+                    .saturating_duration_since(tokio::time::Instant::now())
+                    .min(MAX_LOCK);
+                if let Ok(mut lookup) = shared.lookup(&key, true, lock_for).await {
+                    if let Some(entry) = lookup.entry.take() {
+                        if entry.is_fresh(Instant::now()) {
+                            from_shared = true;
+                            return Ok(entry);
+                        }
+                        // Past its TTL there: refresh it under the lock.
+                        let _ = shared.lock(&key, &mut lookup, lock_for).await;
+                    }
+                    if !lookup.locked
+                        && let Ok(Some(entry)) = shared.wait_for_fill(&key, deadline).await
+                    {
+                        from_shared = true;
+                        return Ok(entry);
+                    }
+                    found = Some(lookup);
+                }
+            }
+            let fetched = fetch.await;
+            if let (Some(shared), Some(lookup)) = (&shared, &found) {
+                match &fetched {
+                    Ok((entry, _)) => shared.fill(&key, entry, lookup).await,
+                    Err(_) => shared.release(&key, lookup).await,
+                }
+            }
+            let (entry, collected) = fetched?;
             own = Some(collected);
             Ok(entry)
         };
@@ -267,7 +305,7 @@ where
                 collected.into_response(CacheStatus::Miss)
             }
             (Ok(Ok((entry, fresh))), None) => {
-                let status = if fresh {
+                let status = if fresh && !from_shared {
                     CacheStatus::Miss
                 } else {
                     CacheStatus::Hit

@@ -32,6 +32,7 @@ use moka::{Expiry, future::Cache as Moka};
 use crate::config::CacheConfig;
 use crate::error::Upstream;
 use crate::rpc::Rpc;
+use crate::shared::Shared;
 
 /// Where an answer came from; sent to callers as the `x-cache` response metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -67,6 +68,21 @@ pub struct Tag(u64);
 /// The tags of an answer, attached by the service to its response extensions.
 #[derive(Debug, Clone, Default)]
 pub struct Tags(pub Vec<Tag>);
+
+/// What a write makes stale: every answer of `upstream` that is of one of `rpcs`, or
+/// that contains one of `tags` (or all of them). A value, not a closure, so that it can
+/// travel to the other replicas (see [`crate::shared`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalidation {
+    /// The upstream written to.
+    pub upstream: Upstream,
+    /// Every answer of these RPCs is dropped.
+    pub rpcs: Vec<Rpc>,
+    /// Every answer containing one of these is dropped.
+    pub tags: Vec<Tag>,
+    /// Every answer of the upstream is dropped.
+    pub all: bool,
+}
 
 /// What identifies one answer: the RPC and the request message exactly as the caller
 /// encoded it. (One cache serves one set of upstream accounts.)
@@ -110,6 +126,8 @@ pub struct Cache {
     inner: Option<Moka<Key, Entry>>,
     epochs: Arc<[AtomicU64; 2]>,
     ttl: Arc<CacheConfig>,
+    /// The level shared by the replicas (Redis), if configured.
+    shared: Option<Arc<Shared>>,
 }
 
 /// Bytes an entry costs beyond its key, answer and tags: moka's nodes, deques and timer
@@ -145,6 +163,16 @@ impl Tag {
         Self::of(b'v', id)
     }
 
+    /// The digest, as sent to other replicas.
+    pub fn bits(self) -> u64 {
+        self.0
+    }
+
+    /// A tag received from another replica.
+    pub fn from_bits(bits: u64) -> Self {
+        Self(bits)
+    }
+
     fn of(kind: u8, id: &str) -> Self {
         use std::hash::{Hash, Hasher};
         // Fixed keys: the same id gets the same tag in every entry.
@@ -152,6 +180,20 @@ impl Tag {
         kind.hash(&mut hasher);
         id.hash(&mut hasher);
         Self(hasher.finish())
+    }
+}
+
+// === impl Invalidation ===
+
+impl Invalidation {
+    /// Every answer of `upstream`.
+    pub fn everything(upstream: Upstream) -> Self {
+        Self {
+            upstream,
+            rpcs: Vec::new(),
+            tags: Vec::new(),
+            all: true,
+        }
     }
 }
 
@@ -170,6 +212,11 @@ impl Key {
     /// The RPC this key belongs to.
     pub fn rpc(&self) -> Rpc {
         self.rpc
+    }
+
+    /// The request message, as the caller encoded it.
+    pub fn request(&self) -> &[u8] {
+        &self.request
     }
 
     /// The same key in an allocation of its own, so a stored key never keeps a larger
@@ -235,6 +282,42 @@ impl Entry {
         }
     }
 
+    /// An entry read back from the shared level, fetched `age` ago.
+    pub fn restored(
+        frame: &[u8],
+        tags: Vec<Tag>,
+        ttl: Duration,
+        stale_for: Duration,
+        age: Duration,
+    ) -> Self {
+        let mut entry = Self::message(frame, tags, ttl, stale_for);
+        entry.stored = Instant::now().checked_sub(age).unwrap_or(entry.stored);
+        entry
+    }
+
+    /// The success frame (`None` for a NOT_FOUND).
+    pub fn frame(&self) -> Option<&[u8]> {
+        match &self.answer {
+            Answer::Message(frame) => Some(frame),
+            Answer::Status(_) => None,
+        }
+    }
+
+    /// What a write can change in it.
+    pub fn tags(&self) -> &[Tag] {
+        &self.tags
+    }
+
+    /// How long it is fresh.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// How long past its TTL it may be served when the upstream fails.
+    pub fn stale_for(&self) -> Duration {
+        self.stale_for
+    }
+
     fn expired_at_once(mut self) -> Self {
         self.ttl = Duration::ZERO;
         self.stale_for = Duration::ZERO;
@@ -294,6 +377,39 @@ impl Cache {
             inner,
             epochs: Arc::new([AtomicU64::new(0), AtomicU64::new(0)]),
             ttl: Arc::new(config),
+            shared: None,
+        }
+    }
+
+    /// The same cache over a level shared with the other replicas.
+    pub fn with_shared(mut self, shared: Arc<Shared>) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// The shared level, if any.
+    pub fn shared(&self) -> Option<&Arc<Shared>> {
+        self.shared.as_ref()
+    }
+
+    /// Whether this replica's memory may answer with `entry`: always alone; with a
+    /// shared level, while it is sure to hear invalidations (see [`crate::shared`]), or
+    /// else when the entry is younger than the lease (a write it could not hear came
+    /// after the fetch, so the answer is stale for less than the lease).
+    fn usable(&self, entry: &Entry, now: Instant) -> bool {
+        self.shared
+            .as_ref()
+            .is_none_or(|s| s.l1_trusted() || entry.age(now) < s.lease())
+    }
+
+    /// Empties this replica's memory (it may have missed invalidations), and marks
+    /// answers in flight as stale.
+    pub fn clear_local(&self) {
+        for epoch in self.epochs.iter() {
+            epoch.fetch_add(1, Ordering::AcqRel);
+        }
+        if let Some(cache) = &self.inner {
+            cache.invalidate_all();
         }
     }
 
@@ -340,7 +456,8 @@ impl Cache {
 
     /// The cached answer for `key`, if there is one.
     pub async fn get(&self, key: &Key) -> Option<Entry> {
-        self.inner.as_ref()?.get(key).await
+        let entry = self.inner.as_ref()?.get(key).await?;
+        self.usable(&entry, Instant::now()).then_some(entry)
     }
 
     /// The answer for `key` from `load`, shared by every identical concurrent call and
@@ -381,6 +498,12 @@ impl Cache {
         let Some(cache) = &self.inner else {
             return guarded.await.map(|e| (e, true)).map_err(Arc::new);
         };
+        // An entry this replica may no longer trust must not be found instead of loaded.
+        if let Some(old) = cache.get(key).await
+            && !self.usable(&old, Instant::now())
+        {
+            cache.invalidate(key).await;
+        }
         let slot = if refreshing {
             key.refresh()
         } else {
@@ -407,17 +530,27 @@ impl Cache {
             .load(Ordering::Acquire)
     }
 
-    /// After a write to `upstream`: drops every entry of that upstream for which
-    /// `affected(rpc, tags)` holds, and marks answers still in flight as stale.
-    pub fn invalidate(
-        &self,
-        upstream: Upstream,
-        affected: impl Fn(Rpc, &[Tag]) -> bool + Send + Sync + 'static,
-    ) {
+    /// After a write: drops what it made stale here and, with a shared cache, from the
+    /// shared cache and every other replica's memory (before returning).
+    pub async fn invalidate(&self, what: Invalidation) {
+        self.invalidate_local(&what);
+        if let Some(shared) = &self.shared {
+            shared.invalidate(&what).await;
+        }
+    }
+
+    /// Drops from this replica's memory what `what` made stale, and marks answers still
+    /// in flight as stale.
+    pub fn invalidate_local(&self, what: &Invalidation) {
+        let upstream = what.upstream;
         self.epoch(upstream).fetch_add(1, Ordering::AcqRel);
         if let Some(cache) = &self.inner {
+            let what = what.clone();
             let dropped = cache.invalidate_entries_if(move |k, v| {
-                k.rpc.upstream() == Some(upstream) && affected(k.rpc, &v.tags)
+                k.rpc.upstream() == Some(upstream)
+                    && (what.all
+                        || what.rpcs.contains(&k.rpc)
+                        || v.tags.iter().any(|t| what.tags.contains(t)))
             });
             if let Err(e) = dropped {
                 // Only possible without `support_invalidation_closures`; drop everything then.

@@ -55,6 +55,12 @@ impl Limiter {
         })
     }
 
+    /// Each rule's emission interval and burst tolerance (for the shared limiter).
+    pub fn rules(&self) -> Vec<(Duration, Duration)> {
+        let cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+        cells.iter().map(|c| (c.interval, c.tolerance)).collect()
+    }
+
     /// Reserves the earliest slot every rule allows. `Ok(None)`: go now; `Ok(Some(at))`:
     /// go at `at` (before `deadline`); `Err(after)`: no slot before `deadline`, nothing
     /// reserved, room comes in `after`.

@@ -36,6 +36,7 @@ use tower::retry::budget::{Budget, TpsBudget};
 use crate::config::ResilienceConfig;
 use crate::error::{Error, Upstream};
 use crate::metrics::Metrics;
+use crate::shared::Shared;
 pub use breaker::{Breaker, BreakerState, Ticket};
 pub use limiter::Limiter;
 
@@ -74,6 +75,9 @@ pub struct Guard {
     budget: TpsBudget,
     limiter: Option<Limiter>,
     delete_limiter: Option<Limiter>,
+    /// With a shared Redis: the quota is kept there, and these (each rate times
+    /// `GATEWAY_REDIS_LOCAL_QUOTA_SHARE`) stand in while it is out of reach.
+    shared: Option<(Arc<Shared>, Option<Limiter>, Option<Limiter>)>,
     drain: Arc<Drain>,
     metrics: Arc<Metrics>,
 }
@@ -160,11 +164,30 @@ fn count_attempt() {
     let _ = CALL.try_with(|c| c.attempts.fetch_add(1, Ordering::Relaxed));
 }
 
+/// `rates`, each count times `share` (at least one call per period).
+fn scaled(rates: &[crate::config::Rate], share: f64) -> Vec<crate::config::Rate> {
+    rates
+        .iter()
+        .map(|r| {
+            let mut r = *r;
+            // Counts are small integers; the product fits.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let count = ((f64::from(r.count) * share).floor() as u32).max(1);
+            r.count = count;
+            r
+        })
+        .collect()
+}
+
 // === impl Guards ===
 
 impl Guards {
     /// Fresh guards for both upstreams.
-    pub fn new(policy: &ResilienceConfig, metrics: &Arc<Metrics>) -> Self {
+    pub fn new(
+        policy: &ResilienceConfig,
+        metrics: &Arc<Metrics>,
+        shared: Option<&Arc<Shared>>,
+    ) -> Self {
         let policy = Arc::new(policy.clone());
         let drain = Arc::new(Drain::default());
         let guard = |upstream: Upstream| {
@@ -185,6 +208,14 @@ impl Guards {
                 ),
                 limiter: Limiter::new(rates),
                 delete_limiter: deletes.and_then(|d| Limiter::new(d)),
+                shared: shared.map(|s| {
+                    let share = s.local_quota_share;
+                    (
+                        s.clone(),
+                        Limiter::new(&scaled(rates, share)),
+                        deletes.and_then(|d| Limiter::new(&scaled(d, share))),
+                    )
+                }),
                 policy: policy.clone(),
                 drain: drain.clone(),
                 metrics: metrics.clone(),
@@ -267,9 +298,38 @@ impl Guard {
                 .map(|l| (l, "FINGERPRINT_DELETE_RATE_LIMIT")),
             self.limiter.as_ref().map(|l| (l, self.rate_setting())),
         ];
+        // A turn is only worth taking with time left to make the attempt.
+        let deadline = deadline.checked_sub(self.min_attempt()).unwrap_or(deadline);
         let mut until = None;
-        for (limiter, setting) in limiters.into_iter().flatten() {
-            match limiter.reserve(deadline) {
+        for (i, pair) in limiters.into_iter().enumerate() {
+            let Some((limiter, setting)) = pair else {
+                continue;
+            };
+            let reserved = match &self.shared {
+                None => limiter.reserve(deadline),
+                Some((shared, local, local_deletes)) => {
+                    let now = Instant::now();
+                    let scope = if i == 0 { "delete" } else { "all" };
+                    let shared_room = shared
+                        .reserve(
+                            self.upstream,
+                            scope,
+                            &limiter.rules(),
+                            deadline.saturating_duration_since(now),
+                        )
+                        .await;
+                    match shared_room {
+                        Ok(Ok(wait)) => Ok((!wait.is_zero()).then(|| now + wait)),
+                        Ok(Err(retry_after)) => Err(retry_after),
+                        // Redis out of reach: this replica's share of the rate.
+                        Err(_) => {
+                            let local = if i == 0 { local_deletes } else { local };
+                            local.as_ref().map_or(Ok(None), |l| l.reserve(deadline))
+                        }
+                    }
+                }
+            };
+            match reserved {
                 Ok(at) => until = until.max(at),
                 Err(retry_after) => {
                     self.metrics.not_sent(self.upstream, "quota");

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use super::page::{self, Binding};
 use super::{deadline, tagged, validate};
-use crate::cache::{Cache, Tag};
+use crate::cache::{Cache, Invalidation, Tag};
 use crate::config::{Generation, SealedKey, Secret};
 use crate::convert::{self, json::struct_to_json, list::EventPage};
 use crate::error::{Error, Upstream};
@@ -521,11 +521,14 @@ impl FingerprintService for FingerprintApi {
             }
         };
         // Whatever the outcome, the event may have changed: drop what could show it.
-        let event = Tag::event(&req.event_id);
         self.cache
-            .invalidate(Upstream::Fingerprint, move |rpc, tags| {
-                matches!(rpc, Rpc::GetVisits | Rpc::SearchEvents) || tags.contains(&event)
-            });
+            .invalidate(Invalidation {
+                upstream: Upstream::Fingerprint,
+                rpcs: vec![Rpc::GetVisits, Rpc::SearchEvents],
+                tags: vec![Tag::event(&req.event_id)],
+                all: false,
+            })
+            .await;
         result?;
         Ok(Response::new(UpdateEventResponse {}))
     }
@@ -539,11 +542,14 @@ impl FingerprintService for FingerprintApi {
         let client = self.client()?;
         // Never retried: the upstream allows few deletions, and its 429 must reach the caller.
         let result = client.delete_visitor(&req.visitor_id).await;
-        let visitor = Tag::visitor(&req.visitor_id);
         self.cache
-            .invalidate(Upstream::Fingerprint, move |_, tags| {
-                tags.contains(&visitor)
-            });
+            .invalidate(Invalidation {
+                upstream: Upstream::Fingerprint,
+                rpcs: Vec::new(),
+                tags: vec![Tag::visitor(&req.visitor_id)],
+                all: false,
+            })
+            .await;
         result?;
         Ok(Response::new(DeleteVisitorDataResponse {}))
     }

@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::page::{self, Binding};
 use super::validate;
-use crate::cache::Cache;
+use crate::cache::{Cache, Invalidation};
 use crate::cidr::Cidr;
 use crate::convert::stytch as convert;
 use crate::error::{Error, Upstream, quote};
@@ -139,7 +139,9 @@ impl StytchService for StytchApi {
         let client = self.client()?;
         let result = client.set_rule(&req).await;
         // A rule changes verdicts and lists: drop every Stytch answer.
-        self.cache.invalidate(Upstream::Stytch, |_, _| true);
+        self.cache
+            .invalidate(Invalidation::everything(Upstream::Stytch))
+            .await;
         Ok(Response::new(convert::set_rule(result?)))
     }
 
@@ -173,7 +175,9 @@ impl StytchService for StytchApi {
         check_description("override_description", &req.override_description)?;
         let client = self.client()?;
         let result = client.set_verdict_reason_override(&req).await;
-        self.cache.invalidate(Upstream::Stytch, |_, _| true);
+        self.cache
+            .invalidate(Invalidation::everything(Upstream::Stytch))
+            .await;
         Ok(Response::new(convert::verdict_reason_override(result?)))
     }
 }

@@ -1,0 +1,818 @@
+//! What the replicas share through Redis (opt-in: `GATEWAY_REDIS_URL`): a second cache
+//! level (L2) under every replica's moka (L1), invalidation across replicas, one
+//! upstream call for identical misses on any replica, and the vendor quotas.
+//!
+//! - **L2.** Answers are stored encoded, with their TTL and stale window, under
+//!   `{prefix:account}:v1:e:<rpc>:<sha-256 of the request>` (the account digest and the
+//!   format version keep deployments and encodings apart; the braces keep one
+//!   deployment's keys in one Redis Cluster slot). With `GATEWAY_REDIS_ENCRYPTION_KEY`,
+//!   values are AES-256-GCM sealed with the key as associated data, so Redis can
+//!   neither read an answer nor move one to another key.
+//! - **One call per key across replicas.** A miss takes a short lock on the key in the
+//!   same round trip as its lookup; the others poll for the filled entry within their
+//!   deadline, and fetch themselves if the lock holder gives up.
+//! - **Writes.** One script bumps the upstream's write epoch, drops the entries the
+//!   write affects (sets per tag; generation counters for whole RPCs) and publishes the
+//!   invalidation, all before the write answers. A fill is refused if the epoch moved
+//!   since its lookup, so an answer fetched across a write on another replica is never
+//!   stored either.
+//! - **Lease.** Each replica publishes a heartbeat every quarter lease on the
+//!   invalidation channel and trusts its L1 only until `lease` after the send time of
+//!   the last heartbeat of its own that it heard back. Redis delivers a channel's
+//!   messages in order, so hearing one's own heartbeat means every invalidation
+//!   published before it was heard. A replica that hears nothing (Redis down,
+//!   subscription lost, process paused) stops serving from L1 within the lease, and
+//!   empties L1 when it subscribes again.
+//! - **Never a single point of failure.** Every operation is bounded by
+//!   `GATEWAY_REDIS_TIMEOUT`; on any failure the call goes on as one process would
+//!   (upstream, L1 under the lease rule, local quota share).
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce, aead::Aead, aead::Payload};
+use futures_util::StreamExt;
+use redis::{Script, aio::ConnectionManager};
+use sha2::{Digest, Sha256};
+
+use crate::cache::{Cache, Entry, Invalidation, Key, Tag};
+use crate::config::RedisConfig;
+use crate::error::Upstream;
+use crate::metrics::Metrics;
+use crate::rpc::Rpc;
+
+/// The value format; a change makes a new key space (a rolling upgrade never reads
+/// the other version's bytes).
+const FORMAT: u8 = 1;
+
+/// The state shared through Redis. Cheap to share (`Arc`).
+pub struct Shared {
+    conn: ConnectionManager,
+    client: redis::Client,
+    ns: String,
+    channel: String,
+    cipher: Option<Aes256Gcm>,
+    timeout: Duration,
+    lease: Duration,
+    metrics: Arc<Metrics>,
+    replica: u64,
+    up: AtomicBool,
+    base: Instant,
+    /// L1 is trusted until this many nanoseconds after `base` (0: not yet).
+    trusted_until: AtomicU64,
+    /// Share of each rate limit allowed while Redis is down.
+    pub local_quota_share: f64,
+}
+
+/// What a lookup found.
+pub struct Lookup {
+    /// The entry, if one is stored (fresh or within its stale window).
+    pub entry: Option<Entry>,
+    /// The upstream's write epoch when looked up (a fill must match it).
+    epoch: u64,
+    /// The RPC's generation when looked up (stored with a fill).
+    generation: u64,
+    /// This call holds the key's lock and must fetch (then fill or release).
+    pub locked: bool,
+    /// The lock's owner token.
+    owner: u64,
+}
+
+/// Redis did not answer in time, or failed.
+#[derive(Debug)]
+pub struct Unavailable;
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("ns", &self.ns)
+            .field("replica", &self.replica)
+            .finish_non_exhaustive()
+    }
+}
+
+static LOOKUP: &str = r"
+local v = redis.call('GET', KEYS[1])
+local g = redis.call('GET', KEYS[2]) or '0'
+local e = redis.call('GET', KEYS[3]) or '0'
+local locked = 0
+if ARGV[3] == '1' and not v then
+  if redis.call('SET', KEYS[4], ARGV[1], 'NX', 'PX', ARGV[2]) then locked = 1 end
+end
+return {v or '', g, e, locked, redis.call('EXISTS', KEYS[4])}
+";
+
+static LOCK: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+";
+
+static FILL: &str = r"
+local ok = (redis.call('GET', KEYS[3]) or '0') == ARGV[1]
+if ok then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  for i = 5, #KEYS do
+    redis.call('SADD', KEYS[i], KEYS[1])
+    if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[3]) then
+      redis.call('PEXPIRE', KEYS[i], ARGV[3])
+    end
+  end
+end
+if redis.call('GET', KEYS[4]) == ARGV[4] then redis.call('DEL', KEYS[4]) end
+if ok then return 1 end
+return 0
+";
+
+static UNLOCK: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+";
+
+static INVALIDATE: &str = r"
+redis.call('INCR', KEYS[1])
+local n = tonumber(ARGV[1])
+for i = 2, n + 1 do redis.call('INCR', KEYS[i]) end
+for i = n + 2, #KEYS do
+  local members = redis.call('SMEMBERS', KEYS[i])
+  for _, k in ipairs(members) do redis.call('DEL', k) end
+  redis.call('DEL', KEYS[i])
+end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+";
+
+/// GCRA over one or more rules at once (`redis-cell`'s algorithm): each rule `i` has
+/// a theoretical arrival time in KEYS[i]; ARGV: max wait (µs), then per rule its
+/// emission interval and its burst tolerance (µs). The call is admitted when every
+/// rule admits it within the wait; then every rule's time advances. Returns
+/// {admitted, wait or retry-after in µs}. Redis's clock serves every replica.
+static RESERVE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local max_wait = tonumber(ARGV[1])
+local wait = 0
+local tats = {}
+for i = 1, #KEYS do
+  local interval = tonumber(ARGV[2 * i])
+  local tolerance = tonumber(ARGV[2 * i + 1])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  if tat < now then tat = now end
+  local allow_at = tat - tolerance
+  if allow_at - now > wait then wait = allow_at - now end
+  tats[i] = tat + interval
+end
+if wait > max_wait then return {0, wait} end
+for i = 1, #KEYS do
+  local ttl = math.ceil((tats[i] - now) / 1000) + 1000
+  redis.call('SET', KEYS[i], tats[i], 'PX', ttl)
+end
+return {1, wait}
+";
+
+// === impl Shared ===
+
+impl Shared {
+    /// Connects lazily (the gateway starts with Redis down) to the Redis of `config`,
+    /// for the accounts identified by `account`.
+    pub fn new(
+        config: &RedisConfig,
+        account: &str,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, String> {
+        let mut info: redis::ConnectionInfo = config
+            .url
+            .expose()
+            .parse()
+            // Not the parser's message: it may quote the URL, password included.
+            .map_err(|_| "GATEWAY_REDIS_URL is not a Redis URL".to_owned())?;
+        if let Some(password) = &config.password {
+            let redis_info = info
+                .redis_settings()
+                .clone()
+                .set_password(password.expose());
+            info = info.set_redis_settings(redis_info);
+        }
+        let client = redis::Client::open(info)
+            .map_err(|_| "GATEWAY_REDIS_URL names no usable Redis".to_owned())?;
+        let manager = redis::aio::ConnectionManagerConfig::new()
+            // Each operation has its own bound (`run`), the quota's a longer one.
+            .set_response_timeout(None)
+            .set_connection_timeout(Some(config.timeout.max(Duration::from_millis(200))))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(2));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager)
+            .map_err(|e| format!("cannot set up the Redis connection: {:?}", e.kind()))?;
+        let ns = format!("{{{}:{account}}}:v{FORMAT}", config.prefix);
+        let channel = format!("{}:{account}:v{FORMAT}:invalidations", config.prefix);
+        let cipher = config
+            .encryption_key
+            .as_ref()
+            .map(|k| Aes256Gcm::new((&k.0).into()));
+        Ok(Arc::new(Self {
+            conn,
+            client,
+            ns,
+            channel,
+            cipher,
+            timeout: config.timeout,
+            lease: config.lease,
+            metrics,
+            replica: fastrand::u64(..),
+            up: AtomicBool::new(false),
+            base: Instant::now(),
+            trusted_until: AtomicU64::new(0),
+            local_quota_share: config.local_quota_share,
+        }))
+    }
+
+    /// Starts listening for invalidations (applied to `cache`'s L1) and sending
+    /// heartbeats; the tasks end when aborted.
+    pub fn start(self: &Arc<Self>, cache: Cache) -> Vec<tokio::task::JoinHandle<()>> {
+        let first = self.clone();
+        let check = tokio::spawn(async move {
+            let mut conn = first.conn.clone();
+            let ping = redis::cmd("PING");
+            let reached = first
+                .run_within(
+                    "ping",
+                    Duration::from_secs(1),
+                    ping.query_async::<String>(&mut conn),
+                )
+                .await;
+            if reached.is_err() {
+                tracing::warn!(
+                    "redis unreachable at start-up: serving from the upstream and this replica's memory (entries younger than the lease), with a local share of the quota, until it answers"
+                );
+            }
+        });
+        let listen = tokio::spawn(self.clone().listen(cache));
+        let beat = tokio::spawn(self.clone().heartbeat());
+        vec![check, listen, beat]
+    }
+
+    /// Whether this replica may answer from its L1: it has heard its own heartbeat
+    /// within the lease.
+    pub fn l1_trusted(&self) -> bool {
+        let now = self.nanos(Instant::now());
+        now < self.trusted_until.load(Ordering::Acquire)
+    }
+
+    /// How long the in-memory cache is trusted without hearing invalidations.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// Whether Redis answered the last operation.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn entry_key(&self, key: &Key) -> String {
+        let digest = Sha256::digest(key.request());
+        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        format!("{}:e:{}:{hex}", self.ns, key.rpc().index())
+    }
+
+    fn lock_key(entry_key: &str) -> String {
+        format!("{entry_key}:lock")
+    }
+
+    fn gen_key(&self, rpc: Rpc) -> String {
+        format!("{}:g:{}", self.ns, rpc.index())
+    }
+
+    fn epoch_key(&self, upstream: Upstream) -> String {
+        format!("{}:x:{}", self.ns, upstream.label())
+    }
+
+    fn tag_key(&self, upstream: Upstream, tag: Tag) -> String {
+        format!("{}:t:{}:{:016x}", self.ns, upstream.label(), tag.bits())
+    }
+
+    /// Runs one Redis operation within the timeout, recording it.
+    async fn run<T, F>(&self, op: &'static str, f: F) -> Result<T, Unavailable>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        self.run_within(op, self.timeout, f).await
+    }
+
+    async fn run_within<T, F>(
+        &self,
+        op: &'static str,
+        timeout: Duration,
+        f: F,
+    ) -> Result<T, Unavailable>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(timeout, f).await;
+        let ok = matches!(outcome, Ok(Ok(_)));
+        self.metrics.redis(op, started, ok);
+        self.set_up(ok);
+        match outcome {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                tracing::debug!(op, kind = ?e.kind(), "redis operation failed");
+                Err(Unavailable)
+            }
+            Err(_) => {
+                tracing::debug!(op, ?timeout, "redis operation timed out");
+                Err(Unavailable)
+            }
+        }
+    }
+
+    fn set_up(&self, up: bool) {
+        if self.up.swap(up, Ordering::AcqRel) != up {
+            self.metrics.redis_up(up);
+            if up {
+                tracing::info!("redis reachable: the shared cache, invalidations and quota are on");
+            } else {
+                tracing::warn!(
+                    "redis unreachable: serving from the upstream and this replica's memory (within the lease), with a local share of the quota"
+                );
+            }
+        }
+    }
+
+    /// Looks `key` up in L2; when it is absent and `lock` is asked, takes its lock.
+    pub async fn lookup(
+        &self,
+        key: &Key,
+        lock: bool,
+        lock_for: Duration,
+    ) -> Result<Lookup, Unavailable> {
+        let entry_key = self.entry_key(key);
+        let upstream = key.rpc().upstream().unwrap_or(Upstream::Fingerprint);
+        let owner = fastrand::u64(1..);
+        let mut conn = self.conn.clone();
+        let script = Script::new(LOOKUP);
+        let mut call = script.key(&entry_key);
+        call.key(self.gen_key(key.rpc()))
+            .key(self.epoch_key(upstream))
+            .key(Self::lock_key(&entry_key))
+            .arg(owner)
+            .arg(millis(lock_for))
+            .arg(if lock { "1" } else { "0" });
+        let (value, generation, epoch, locked, _held): (Vec<u8>, u64, u64, u8, u8) =
+            self.run("lookup", call.invoke_async(&mut conn)).await?;
+        let entry = if value.is_empty() {
+            None
+        } else {
+            self.decode(&entry_key, &value, generation)
+        };
+        Ok(Lookup {
+            entry,
+            epoch,
+            generation,
+            locked: locked == 1,
+            owner,
+        })
+    }
+
+    /// Takes the lock of `key` for a refresh of a stale entry.
+    pub async fn lock(
+        &self,
+        key: &Key,
+        found: &mut Lookup,
+        lock_for: Duration,
+    ) -> Result<bool, Unavailable> {
+        let entry_key = self.entry_key(key);
+        let mut conn = self.conn.clone();
+        let script = Script::new(LOCK);
+        let mut call = script.key(Self::lock_key(&entry_key));
+        call.arg(found.owner).arg(millis(lock_for));
+        let got: u8 = self.run("lock", call.invoke_async(&mut conn)).await?;
+        found.locked = got == 1;
+        Ok(found.locked)
+    }
+
+    /// Waits for another replica's fill of `key` until `deadline`: the entry once it
+    /// is fresh, or `None` when the lock is gone without one (the holder gave up).
+    pub async fn wait_for_fill(
+        &self,
+        key: &Key,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<Entry>, Unavailable> {
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let now = tokio::time::Instant::now();
+            if now + pause >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(40));
+            let found = self.lookup(key, false, Duration::ZERO).await?;
+            let fresh = found.entry.filter(|e| e.is_fresh(Instant::now()));
+            if fresh.is_some() {
+                return Ok(fresh);
+            }
+            // `lookup` without a lock reports whether the lock is still held.
+            if !self.held(key).await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn held(&self, key: &Key) -> Result<bool, Unavailable> {
+        let lock = Self::lock_key(&self.entry_key(key));
+        let mut conn = self.conn.clone();
+        let exists: u8 = self
+            .run(
+                "lock",
+                redis::cmd("EXISTS").arg(lock).query_async(&mut conn),
+            )
+            .await?;
+        Ok(exists == 1)
+    }
+
+    /// Stores `entry` for `key` (unless a write happened since `found` was looked up),
+    /// and releases the lock if this call holds it.
+    pub async fn fill(&self, key: &Key, entry: &Entry, found: &Lookup) {
+        let entry_key = self.entry_key(key);
+        let Some(value) = self.encode(&entry_key, entry, found.generation) else {
+            self.release(key, found).await;
+            return;
+        };
+        let upstream = key.rpc().upstream().unwrap_or(Upstream::Fingerprint);
+        let keep = entry.ttl().saturating_add(entry.stale_for());
+        let mut conn = self.conn.clone();
+        let script = Script::new(FILL);
+        let mut call = script.key(&entry_key);
+        call.key(self.gen_key(key.rpc()))
+            .key(self.epoch_key(upstream))
+            .key(Self::lock_key(&entry_key));
+        for tag in entry.tags() {
+            call.key(self.tag_key(upstream, *tag));
+        }
+        call.arg(found.epoch)
+            .arg(value)
+            .arg(millis(keep).max(1))
+            .arg(if found.locked { found.owner } else { 0 });
+        let _: Result<u8, _> = self.run("fill", call.invoke_async(&mut conn)).await;
+    }
+
+    /// Releases the lock of `key` if `found` holds it (the fetch failed).
+    pub async fn release(&self, key: &Key, found: &Lookup) {
+        if !found.locked {
+            return;
+        }
+        let entry_key = self.entry_key(key);
+        let mut conn = self.conn.clone();
+        let script = Script::new(UNLOCK);
+        let mut call = script.key(Self::lock_key(&entry_key));
+        call.arg(found.owner);
+        let _: Result<u8, _> = self.run("unlock", call.invoke_async(&mut conn)).await;
+    }
+
+    /// Drops what a write made stale from L2 and tells every replica, before the write
+    /// answers. If Redis cannot be reached, the other replicas stop trusting their L1
+    /// within the lease (they cannot hear their heartbeats either).
+    pub async fn invalidate(&self, what: &Invalidation) {
+        let upstream = what.upstream;
+        let rpcs: Vec<Rpc> = if what.all {
+            Rpc::ALL
+                .into_iter()
+                .filter(|r| r.upstream() == Some(upstream))
+                .collect()
+        } else {
+            what.rpcs.clone()
+        };
+        let mut conn = self.conn.clone();
+        let script = Script::new(INVALIDATE);
+        let mut call = script.key(self.epoch_key(upstream));
+        for rpc in &rpcs {
+            call.key(self.gen_key(*rpc));
+        }
+        for tag in &what.tags {
+            call.key(self.tag_key(upstream, *tag));
+        }
+        call.arg(rpcs.len())
+            .arg(&self.channel)
+            .arg(self.message(what));
+        let _: Result<u8, _> = self.run("invalidate", call.invoke_async(&mut conn)).await;
+    }
+
+    /// Reserves a place under `rules` for `upstream` (`scope` names the rule set) within
+    /// `max_wait`: `Ok(Ok(wait))` admitted after `wait`, `Ok(Err(retry))` refused.
+    pub async fn reserve(
+        &self,
+        upstream: Upstream,
+        scope: &'static str,
+        rules: &[(Duration, Duration)],
+        max_wait: Duration,
+    ) -> Result<Result<Duration, Duration>, Unavailable> {
+        let mut conn = self.conn.clone();
+        let script = Script::new(RESERVE);
+        let mut call = script.prepare_invoke();
+        for i in 0..rules.len() {
+            call.key(format!("{}:q:{}:{scope}:{i}", self.ns, upstream.label()));
+        }
+        call.arg(micros(max_wait));
+        for (interval, tolerance) in rules {
+            call.arg(micros(*interval)).arg(micros(*tolerance));
+        }
+        // A quota decision is worth a longer wait than a cache lookup: falling back to
+        // the local share lets more through than the shared rate. Still bounded, and
+        // within the call's deadline.
+        let bound = (self.timeout * 4).min(max_wait).max(self.timeout);
+        let (admitted, wait): (u8, u64) = self
+            .run_within("quota", bound, call.invoke_async(&mut conn))
+            .await?;
+        let wait = Duration::from_micros(wait);
+        Ok(if admitted == 1 { Ok(wait) } else { Err(wait) })
+    }
+
+    /// `i<replica>:<unix ms>:<upstream>:<all>:<rpc indexes>:<tags>`.
+    fn message(&self, what: &Invalidation) -> String {
+        let rpcs: Vec<String> = what.rpcs.iter().map(|r| r.index().to_string()).collect();
+        let tags: Vec<String> = what
+            .tags
+            .iter()
+            .map(|t| format!("{:x}", t.bits()))
+            .collect();
+        format!(
+            "i{:x}:{}:{}:{}:{}:{}",
+            self.replica,
+            unix_millis(),
+            upstream_index(what.upstream),
+            u8::from(what.all),
+            rpcs.join(","),
+            tags.join(",")
+        )
+    }
+
+    fn parse(&self, text: &str) -> Option<Heard> {
+        if let Some(rest) = text.strip_prefix('h') {
+            let (replica, sent) = rest.split_once(':')?;
+            let replica = u64::from_str_radix(replica, 16).ok()?;
+            return Some(Heard::Heartbeat {
+                own: replica == self.replica,
+                sent: sent.parse().ok()?,
+            });
+        }
+        let rest = text.strip_prefix('i')?;
+        let mut parts = rest.splitn(6, ':');
+        let replica = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let sent_ms: u64 = parts.next()?.parse().ok()?;
+        let upstream = match parts.next()? {
+            "0" => Upstream::Fingerprint,
+            "1" => Upstream::Stytch,
+            _ => return None,
+        };
+        let all = parts.next()? == "1";
+        let rpcs = parts
+            .next()?
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| s.parse::<usize>().ok())
+            .filter_map(|i| Rpc::ALL.get(i).copied())
+            .collect();
+        let tags = parts
+            .next()?
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| u64::from_str_radix(s, 16).ok())
+            .map(Tag::from_bits)
+            .collect();
+        Some(Heard::Invalidation {
+            own: replica == self.replica,
+            sent_ms,
+            what: Invalidation {
+                upstream,
+                rpcs,
+                tags,
+                all,
+            },
+        })
+    }
+
+    /// Subscribes (again after every loss), applies invalidations to `cache`, and
+    /// renews the lease on each own heartbeat heard.
+    async fn listen(self: Arc<Self>, cache: Cache) {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let subscribed = async {
+                let mut pubsub = self.client.get_async_pubsub().await?;
+                pubsub.subscribe(&self.channel).await?;
+                redis::RedisResult::Ok(pubsub)
+            };
+            let pubsub = match tokio::time::timeout(Duration::from_secs(2), subscribed).await {
+                Ok(Ok(p)) => p,
+                _ => {
+                    self.set_up(false);
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            };
+            pause = Duration::from_millis(100);
+            // Invalidations may have been missed while not subscribed: start afresh.
+            cache.clear_local();
+            tracing::info!("subscribed to invalidations; the in-memory cache starts empty");
+            let mut messages = pubsub.into_on_message();
+            while let Some(msg) = messages.next().await {
+                let Ok(text) = std::str::from_utf8(msg.get_payload_bytes()) else {
+                    continue;
+                };
+                match self.parse(text) {
+                    Some(Heard::Heartbeat { own: true, sent }) => {
+                        let until = sent.saturating_add(
+                            u64::try_from(self.lease.as_nanos()).unwrap_or(u64::MAX),
+                        );
+                        self.trusted_until.fetch_max(until, Ordering::AcqRel);
+                    }
+                    Some(Heard::Invalidation {
+                        own: false,
+                        sent_ms,
+                        what,
+                    }) => {
+                        cache.invalidate_local(&what);
+                        let delay = unix_millis().saturating_sub(sent_ms);
+                        self.metrics.invalidation_delay(delay as f64 / 1000.0);
+                    }
+                    _ => {}
+                }
+            }
+            // The subscription ended: L1 is distrusted once the lease runs out.
+            tracing::warn!("invalidation subscription lost; resubscribing");
+        }
+    }
+
+    /// Publishes a heartbeat every quarter lease.
+    async fn heartbeat(self: Arc<Self>) {
+        let mut every = tokio::time::interval(self.lease / 4);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let sent = self.nanos(Instant::now());
+            let mut conn = self.conn.clone();
+            let message = format!("h{:x}:{sent}", self.replica);
+            let mut publish = redis::cmd("PUBLISH");
+            publish.arg(&self.channel).arg(message);
+            let _ = self
+                .run("heartbeat", publish.query_async::<i64>(&mut conn))
+                .await;
+        }
+    }
+
+    /// The stored form: version, generation, fetch time, TTL, stale window, tags, frame;
+    /// sealed when a key is configured.
+    fn encode(&self, entry_key: &str, entry: &Entry, generation: u64) -> Option<Vec<u8>> {
+        let frame = entry.frame()?;
+        let tags = entry.tags();
+        let mut plain = Vec::with_capacity(41 + tags.len() * 8 + frame.len());
+        plain.push(FORMAT);
+        plain.extend_from_slice(&generation.to_be_bytes());
+        let stored = unix_millis().saturating_sub(millis(entry.age(Instant::now())));
+        plain.extend_from_slice(&stored.to_be_bytes());
+        plain.extend_from_slice(&millis(entry.ttl()).to_be_bytes());
+        plain.extend_from_slice(&millis(entry.stale_for()).to_be_bytes());
+        plain.extend_from_slice(&u32::try_from(tags.len()).ok()?.to_be_bytes());
+        for tag in tags {
+            plain.extend_from_slice(&tag.bits().to_be_bytes());
+        }
+        plain.extend_from_slice(frame);
+        let Some(cipher) = &self.cipher else {
+            return Some(plain);
+        };
+        let mut nonce = [0u8; 12];
+        getrandom::fill(&mut nonce).ok()?;
+        let sealed = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &plain,
+                    aad: entry_key.as_bytes(),
+                },
+            )
+            .ok()?;
+        let mut out = Vec::with_capacity(12 + sealed.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Some(out)
+    }
+
+    /// The entry stored as `value`, if it opens, is whole, and is of the RPC's current
+    /// generation (an RPC-wide invalidation bumps it).
+    fn decode(&self, entry_key: &str, value: &[u8], generation: u64) -> Option<Entry> {
+        let opened;
+        let plain = match &self.cipher {
+            None => value,
+            Some(cipher) => {
+                if value.len() < 12 {
+                    return self.rejected("too short to be sealed");
+                }
+                let (nonce, sealed) = value.split_at(12);
+                match cipher.decrypt(
+                    Nonce::from_slice(nonce),
+                    Payload {
+                        msg: sealed,
+                        aad: entry_key.as_bytes(),
+                    },
+                ) {
+                    Ok(p) => {
+                        opened = p;
+                        &opened
+                    }
+                    Err(_) => return self.rejected("it does not authenticate"),
+                }
+            }
+        };
+        let mut r = Reader(plain);
+        if r.u8()? != FORMAT {
+            return self.rejected("another format");
+        }
+        if r.u64()? != generation {
+            return None;
+        }
+        let stored = r.u64()?;
+        let ttl = Duration::from_millis(r.u64()?);
+        let stale_for = Duration::from_millis(r.u64()?);
+        let n = usize::try_from(r.u32()?).ok()?;
+        if n > 100_000 {
+            return self.rejected("too many tags");
+        }
+        let mut tags = Vec::with_capacity(n);
+        for _ in 0..n {
+            tags.push(Tag::from_bits(r.u64()?));
+        }
+        let age = Duration::from_millis(unix_millis().saturating_sub(stored));
+        Some(Entry::restored(r.0, tags, ttl, stale_for, age))
+    }
+
+    fn rejected(&self, why: &str) -> Option<Entry> {
+        tracing::warn!(
+            why,
+            "a shared cache value was refused and treated as absent"
+        );
+        self.metrics.redis("decode", Instant::now(), false);
+        None
+    }
+}
+
+/// A message heard on the channel.
+enum Heard {
+    Heartbeat {
+        own: bool,
+        sent: u64,
+    },
+    Invalidation {
+        own: bool,
+        sent_ms: u64,
+        what: Invalidation,
+    },
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take::<1>().map(|b| b[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take::<4>().map(u32::from_be_bytes)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take::<8>().map(u64::from_be_bytes)
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(millis)
+        .unwrap_or(0)
+}
+
+fn upstream_index(upstream: Upstream) -> u8 {
+    match upstream {
+        Upstream::Fingerprint => 0,
+        Upstream::Stytch => 1,
+    }
+}

@@ -1,0 +1,588 @@
+//! Many replicas, one truth: three gateways on one real `redis-server` (started here on
+//! a free loopback port) and one sandbox upstream.
+//!
+//! Without `redis-server` these tests print `SKIPPED`; with `FPGW_REQUIRE_REDIS=1`
+//! (`.ci/run` sets it) its absence fails them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::{
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use common::{cache_of, config, process::free_port, sandbox_settings};
+use fingerprint_gateway::{
+    config::Generation,
+    proto::v1::{
+        GetEventRequest, UpdateEventRequest, fingerprint_service_client::FingerprintServiceClient,
+    },
+    sandbox::{Credentials, Sandbox},
+    server,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+use tonic::transport::Channel;
+
+/// A `redis-server` on a free loopback port, killed when dropped.
+struct Redis {
+    child: Option<Child>,
+    addr: SocketAddr,
+}
+
+impl Redis {
+    /// Starts one, or `None` (with a note) when `redis-server` is not installed.
+    fn start() -> Option<Self> {
+        let installed = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !installed {
+            if std::env::var("FPGW_REQUIRE_REDIS").is_ok_and(|v| v == "1") {
+                panic!("FPGW_REQUIRE_REDIS=1 but redis-server is missing (Debian: redis-server)");
+            }
+            eprintln!(
+                "SKIPPED: redis-server not found (Debian: redis-server); set FPGW_REQUIRE_REDIS=1 to make this a failure"
+            );
+            return None;
+        }
+        let mut redis = Self {
+            child: None,
+            addr: free_port(),
+        };
+        redis.restart();
+        Some(redis)
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.addr.port().to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let until = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(self.addr).is_err() {
+            assert!(Instant::now() < until, "redis-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+
+    /// Runs a command with the real client, for inspecting what is stored.
+    async fn cmd(&self, args: &[&[u8]]) -> redis::Value {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let mut cmd = redis::cmd(std::str::from_utf8(args[0]).unwrap());
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query_async(&mut conn).await.unwrap()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A gateway replica, in this process, with its own cache.
+struct Replica {
+    channel: Channel,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), server::ServeError>>,
+}
+
+impl Replica {
+    async fn start(sandbox: &Sandbox, redis_url: &str, extra: &[(&'static str, &str)]) -> Self {
+        let mut settings = sandbox_settings(sandbox, Generation::V4);
+        settings.push(("GATEWAY_REDIS_URL", redis_url.to_owned()));
+        settings.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server::serve(listener, config(&settings), async {
+            let _ = stopped.await;
+        }));
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        Self {
+            channel,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    fn fp(&self) -> FingerprintServiceClient<Channel> {
+        FingerprintServiceClient::new(self.channel.clone())
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+}
+
+async fn sandbox() -> Sandbox {
+    let sandbox = Sandbox::start(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        Credentials::default(),
+    )
+    .unwrap();
+    sandbox.control.record(1_000_000);
+    sandbox
+}
+
+fn event(id: &str) -> tonic::Request<GetEventRequest> {
+    let mut r = tonic::Request::new(GetEventRequest {
+        event_id: id.to_owned(),
+        ..Default::default()
+    });
+    r.set_timeout(Duration::from_secs(5));
+    r
+}
+
+async fn suspect(fp: &mut FingerprintServiceClient<Channel>, id: &str) -> (Option<bool>, String) {
+    let r = fp.get_event(event(id)).await.unwrap();
+    let cache = cache_of(&r);
+    (r.into_inner().event.unwrap().suspect, cache)
+}
+
+async fn set_suspect(fp: &mut FingerprintServiceClient<Channel>, id: &str, value: bool) {
+    fp.update_event(UpdateEventRequest {
+        event_id: id.to_owned(),
+        suspect: Some(value),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+}
+
+/// Replicas need a moment after start-up to hear their first heartbeat (until then
+/// they answer without their memory, which is correct, only slower).
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(600)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_through_one_replica_is_read_through_the_others() {
+    let Some(redis) = Redis::start() else { return };
+    let sandbox = sandbox().await;
+    let a = Replica::start(&sandbox, &redis.url(), &[]).await;
+    let b = Replica::start(&sandbox, &redis.url(), &[]).await;
+    let c = Replica::start(&sandbox, &redis.url(), &[]).await;
+    settle().await;
+    let (mut fa, mut fb, mut fc) = (a.fp(), b.fp(), c.fp());
+
+    // A miss on B fills the shared level: C and A hit it without an upstream call.
+    let before = sandbox.control.served();
+    assert_eq!(suspect(&mut fb, "raw-1").await.1, "miss");
+    assert_eq!(suspect(&mut fc, "raw-1").await.1, "hit");
+    assert_eq!(suspect(&mut fa, "raw-1").await.1, "hit");
+    assert_eq!(sandbox.control.served() - before, 1, "one upstream call");
+
+    // Read on B, write on A, read on B and C: both see the write (once its
+    // invalidation arrived: milliseconds, see below; never past the lease).
+    let (was, _) = suspect(&mut fb, "raw-1").await;
+    let now = Some(!was.unwrap_or(false));
+    set_suspect(&mut fa, "raw-1", !was.unwrap_or(false)).await;
+    let ok_at = Instant::now();
+    for fp in [&mut fb, &mut fc] {
+        while suspect(fp, "raw-1").await.0 != now {
+            assert!(
+                ok_at.elapsed() < Duration::from_secs(1),
+                "not seen within the lease"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    // A fresh reader (no answer in memory) sees it at once: the write dropped it from L2
+    // before answering.
+    let d = Replica::start(&sandbox, &redis.url(), &[]).await;
+    settle().await;
+    assert_eq!(suspect(&mut d.fp(), "raw-1").await.0, now);
+    d.stop().await;
+
+    // The delay, over 200 writes: from the write's OK until B no longer answers from
+    // its memory with the pre-write answer. B reads before each write, so its memory
+    // holds the answer the write makes stale.
+    let mut delays = Vec::new();
+    let mut value = !was.unwrap_or(false);
+    for _ in 0..200 {
+        assert_eq!(suspect(&mut fb, "raw-1").await.0, Some(value));
+        value = !value;
+        set_suspect(&mut fa, "raw-1", value).await;
+        let ok_at = Instant::now();
+        loop {
+            let (seen, _) = suspect(&mut fb, "raw-1").await;
+            if seen == Some(value) {
+                delays.push(ok_at.elapsed());
+                break;
+            }
+            assert!(
+                ok_at.elapsed() < Duration::from_millis(1_500),
+                "B served the pre-write answer past the lease"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    delays.sort();
+    let p50 = delays[delays.len() / 2];
+    let p99 = delays[delays.len() * 99 / 100];
+    let stale_reads = delays
+        .iter()
+        .filter(|d| **d > Duration::from_millis(1))
+        .count();
+    eprintln!(
+        "invalidation across replicas, 200 writes: p50 {p50:?}, p99 {p99:?}, max {:?}; {stale_reads} writes were followed by a stale read",
+        delays[delays.len() - 1]
+    );
+    for r in [a, b, c] {
+        r.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_misses_on_every_replica_make_one_upstream_call() {
+    let Some(redis) = Redis::start() else { return };
+    let sandbox = sandbox().await;
+    let replicas = [
+        Replica::start(&sandbox, &redis.url(), &[]).await,
+        Replica::start(&sandbox, &redis.url(), &[]).await,
+        Replica::start(&sandbox, &redis.url(), &[]).await,
+    ];
+    settle().await;
+    sandbox.control.set_delay(Duration::from_millis(300));
+    let before = sandbox.control.served();
+    let calls: Vec<_> = (0..96)
+        .map(|i| {
+            let mut fp = replicas[i % 3].fp();
+            tokio::spawn(async move { fp.get_event(event("hot-key")).await })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        sandbox.control.served() - before,
+        1,
+        "3 x 32 identical misses: one upstream call"
+    );
+    for r in replicas {
+        r.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_dying_and_returning_mid_load_fails_no_call() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let sandbox = sandbox().await;
+    let replicas = Arc::new([
+        Replica::start(&sandbox, &redis.url(), &[]).await,
+        Replica::start(&sandbox, &redis.url(), &[]).await,
+        Replica::start(&sandbox, &redis.url(), &[]).await,
+    ]);
+    settle().await;
+    let running = Arc::new(AtomicBool::new(true));
+    let workers: Vec<_> = (0..12)
+        .map(|w| {
+            let mut fp = replicas[w % 3].fp();
+            let running = running.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u32, Vec::new());
+                let mut i = 0u32;
+                while running.load(Ordering::Relaxed) {
+                    i += 1;
+                    let id = format!("load-{}", i % 50);
+                    let answer = if i.is_multiple_of(10) {
+                        fp.update_event(UpdateEventRequest {
+                            event_id: id,
+                            suspect: Some(i.is_multiple_of(20)),
+                            ..Default::default()
+                        })
+                        .await
+                        .map(|_| ())
+                    } else {
+                        fp.get_event(event(&id)).await.map(|_| ())
+                    };
+                    match answer {
+                        Ok(()) => ok += 1,
+                        Err(e) => failed.push(e),
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    redis.restart();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    running.store(false, Ordering::Relaxed);
+    let mut total = 0;
+    for w in workers {
+        let (ok, failed) = w.await.unwrap();
+        assert!(
+            failed.is_empty(),
+            "calls failed because of Redis: {failed:?}"
+        );
+        total += ok;
+    }
+    eprintln!("{total} calls through a Redis kill and restart, none failed");
+    assert!(total > 100, "the load ran: {total}");
+    // Back on Redis: a miss on one replica is a hit on another again.
+    let mut fa = replicas[0].fp();
+    let mut fb = replicas[1].fp();
+    settle().await;
+    let _ = suspect(&mut fa, "after-restart").await;
+    let before = sandbox.control.served();
+    assert_eq!(suspect(&mut fb, "after-restart").await.1, "hit");
+    assert_eq!(sandbox.control.served(), before);
+    if let Ok(replicas) = Arc::try_unwrap(replicas) {
+        for r in replicas {
+            r.stop().await;
+        }
+    }
+}
+
+/// A TCP relay to `target` that can be paused: bytes stop flowing both ways (the
+/// connections stay open), as when a network partition or a stopped peer holds them.
+struct Relay {
+    addr: SocketAddr,
+    paused: Arc<AtomicBool>,
+}
+
+impl Relay {
+    async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let paused = Arc::new(AtomicBool::new(false));
+        let p = paused.clone();
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = TcpStream::connect(target).await else {
+                    continue;
+                };
+                let (ri, wi) = inbound.into_split();
+                let (ro, wo) = outbound.into_split();
+                tokio::spawn(pipe(ri, wo, p.clone()));
+                tokio::spawn(pipe(ro, wi, p.clone()));
+            }
+        });
+        Self { addr, paused }
+    }
+}
+
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    paused: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0u8; 16 << 10];
+    loop {
+        let Ok(n) = from.read(&mut buf).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        while paused.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_cannot_hear_invalidations_stops_trusting_its_memory_within_the_lease() {
+    let Some(redis) = Redis::start() else { return };
+    let sandbox = sandbox().await;
+    let relay = Relay::start(redis.addr).await;
+    let a = Replica::start(&sandbox, &redis.url(), &[]).await;
+    let b = Replica::start(&sandbox, &format!("redis://{}", relay.addr), &[]).await;
+    settle().await;
+    let (mut fa, mut fb) = (a.fp(), b.fp());
+    set_suspect(&mut fa, "partitioned", false).await;
+    // B holds the answer in memory.
+    assert_eq!(suspect(&mut fb, "partitioned").await.0, Some(false));
+    assert_eq!(suspect(&mut fb, "partitioned").await.1, "hit");
+    // B's Redis connections stall; A writes.
+    relay.paused.store(true, Ordering::Relaxed);
+    set_suspect(&mut fa, "partitioned", true).await;
+    let ok_at = Instant::now();
+    // Past the lease (1 s) B must not answer from its memory.
+    tokio::time::sleep(Duration::from_millis(1_050)).await;
+    let mut last = Duration::ZERO;
+    for _ in 0..10 {
+        let (seen, cache) = suspect(&mut fb, "partitioned").await;
+        assert_eq!(
+            seen,
+            Some(true),
+            "B served the pre-write answer ({cache}) past the lease"
+        );
+        last = ok_at.elapsed();
+    }
+    eprintln!("partitioned replica: post-write answers from {last:?} after the write");
+    relay.paused.store(false, Ordering::Relaxed);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quota_holds_across_replicas() {
+    let Some(redis) = Redis::start() else { return };
+    let sandbox = sandbox().await;
+    let quota = [("FINGERPRINT_RATE_LIMIT", "10/s")];
+    let replicas = [
+        Replica::start(&sandbox, &redis.url(), &quota).await,
+        Replica::start(&sandbox, &redis.url(), &quota).await,
+        Replica::start(&sandbox, &redis.url(), &quota).await,
+    ];
+    settle().await;
+    let before = sandbox.control.served();
+    let started = Instant::now();
+    let calls: Vec<_> = (0..90)
+        .map(|i| {
+            let mut fp = replicas[i % 3].fp();
+            tokio::spawn(async move {
+                let mut r = event(&format!("quota-{i}"));
+                r.set_timeout(Duration::from_secs(2));
+                fp.get_event(r).await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut refused = 0;
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(_) => ok += 1,
+            // Refused before sending, or (on a loaded machine) a turn at the very end
+            // of the deadline that the client's own timer ended first.
+            Err(e) if e.code() == tonic::Code::ResourceExhausted => refused += 1,
+            Err(e) if e.code() == tonic::Code::Cancelled && e.message() == "Timeout expired" => {
+                refused += 1;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    let elapsed = started.elapsed();
+    let sent = sandbox.control.served() - before;
+    eprintln!("3 replicas, 10/s shared: {ok} OK, {refused} refused, {sent} sent in {elapsed:?}");
+    // 10 per second together (not 30): at most one per 100 ms, plus the first.
+    let allowed = (elapsed.as_secs_f64() * 10.0).ceil() as u64 + 1;
+    assert!(sent <= allowed, "{sent} upstream calls in {elapsed:?}");
+    assert!(
+        refused > 0,
+        "the rest waited within their deadline, then were refused"
+    );
+    for r in replicas {
+        r.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_values_are_sealed_and_a_tampered_one_is_refused() {
+    let Some(redis) = Redis::start() else { return };
+    let sandbox = sandbox().await;
+    let key = [(
+        "GATEWAY_REDIS_ENCRYPTION_KEY",
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    )];
+    let a = Replica::start(&sandbox, &redis.url(), &key).await;
+    let b = Replica::start(&sandbox, &redis.url(), &key).await;
+    settle().await;
+    let (mut fa, mut fb) = (a.fp(), b.fp());
+    let first = fa.get_event(event("sealed-1")).await.unwrap().into_inner();
+    let ip = first.event.unwrap().ip_address.unwrap();
+    // What Redis holds: no event id, no IP address in the clear.
+    let redis::Value::Array(keys) = redis.cmd(&[b"KEYS", b"*:e:*"]).await else {
+        panic!("KEYS")
+    };
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let redis::Value::BulkString(name) = &keys[0] else {
+        panic!("key")
+    };
+    let redis::Value::BulkString(value) = redis.cmd(&[b"GET", name]).await else {
+        panic!("GET")
+    };
+    let text = String::from_utf8_lossy(&value);
+    assert!(
+        !text.contains("sealed-1") && !text.contains(&ip),
+        "stored in the clear"
+    );
+    // Round trip: B answers from it without an upstream call.
+    let before = sandbox.control.served();
+    assert_eq!(suspect(&mut fb, "sealed-1").await.1, "hit");
+    assert_eq!(sandbox.control.served(), before);
+    // Tampered with (one byte flipped): refused as if absent; the answer is fetched.
+    let mut forged = value.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    redis.cmd(&[b"SET", name, &forged, b"PX", b"60000"]).await;
+    let c = Replica::start(&sandbox, &redis.url(), &key).await;
+    settle().await;
+    let r = c.fp().get_event(event("sealed-1")).await.unwrap();
+    assert_eq!(cache_of(&r), "miss", "a forged value is not served");
+    assert_eq!(r.into_inner().event.unwrap().ip_address.unwrap(), ip);
+    for r in [a, b, c] {
+        r.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_at_start_up_the_gateway_serves_from_the_upstream_and_young_memory() {
+    // No redis-server needed: nothing listens on this port.
+    let sandbox = sandbox().await;
+    let nowhere = free_port();
+    let a = Replica::start(&sandbox, &format!("redis://{nowhere}"), &[]).await;
+    let mut fa = a.fp();
+    assert_eq!(suspect(&mut fa, "no-redis").await.1, "miss");
+    // Younger than the lease: a write it could not hear came after it was fetched.
+    assert_eq!(suspect(&mut fa, "no-redis").await.1, "hit");
+    // Older than the lease, while no invalidation can be heard: fetched again.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let before = sandbox.control.served();
+    assert_eq!(suspect(&mut fa, "no-redis").await.1, "miss");
+    assert_eq!(sandbox.control.served() - before, 1);
+    a.stop().await;
+}
