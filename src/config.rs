@@ -294,6 +294,18 @@ pub const SETTINGS: &[Setting] = &[
         "concurrent calls one client connection may open (HTTP/2 MAX_CONCURRENT_STREAMS); clients queue the rest. 250: Go's HTTP/2 server default, what gRPC clients expect; with GATEWAY_MAX_CONNECTIONS, it bounds the calls the gateway holds at once",
     ),
     setting(
+        "GATEWAY_MAX_CONNECTION_AGE",
+        Some("5m"),
+        Kind::Duration,
+        "a client connection older than this is asked to go (HTTP/2 GOAWAY) and reconnects, to a replica the balancer picks afresh: without it, replicas added by the autoscaler get no traffic from callers already connected. 5m: the mesh rebalances within minutes at the cost of one reconnect per caller per 5 minutes",
+    ),
+    setting(
+        "GATEWAY_MAX_CONNECTION_AGE_GRACE",
+        Some("30s"),
+        Kind::Duration,
+        "how long calls on a connection asked to go may still finish before it is closed; above GATEWAY_DEFAULT_DEADLINE so that no call is cut",
+    ),
+    setting(
         "GATEWAY_MAX_BODY_BYTES",
         Some("8388608"),
         Kind::Count,
@@ -710,6 +722,10 @@ pub struct Config {
     pub webhook_secrets: Vec<Secret>,
     /// The Redis shared by the replicas, if any.
     pub redis: Option<RedisConfig>,
+    /// Age after which a client connection is asked to reconnect.
+    pub max_connection_age: Duration,
+    /// Time calls on such a connection may still take.
+    pub max_connection_age_grace: Duration,
 }
 
 /// The shared cache and quota's Redis.
@@ -929,6 +945,8 @@ impl Config {
             sealed_result_keys,
             webhook_secrets,
             redis: redis_config(&v)?,
+            max_connection_age: v.positive("GATEWAY_MAX_CONNECTION_AGE")?,
+            max_connection_age_grace: v.positive("GATEWAY_MAX_CONNECTION_AGE_GRACE")?,
         };
         if !config.sandbox && config.fingerprint.is_none() && config.stytch.is_none() {
             return Err(ConfigError::NothingToServe);

@@ -77,8 +77,24 @@ struct RpcShort(Rpc);
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 struct CacheResult(&'static str);
 
+/// Why an upstream attempt was not made.
+const NOT_SENT_REASONS: [&str; 4] = ["circuit_open", "quota", "budget", "deadline"];
+
+/// The Redis operations, as labels.
+const REDIS_OPS: [&str; 9] = [
+    "lookup",
+    "lock",
+    "fill",
+    "unlock",
+    "invalidate",
+    "quota",
+    "heartbeat",
+    "ping",
+    "decode",
+];
+
 /// The cache outcomes, in slot order.
-const CACHE_OUTCOMES: [&str; 4] = ["hit", "miss", "bypass", "stale"];
+const CACHE_OUTCOMES: [&str; 6] = ["hit", "miss", "bypass", "stale", "coalesced", "shared_hit"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UpstreamLabels {
@@ -133,6 +149,10 @@ pub struct Metrics {
     shed: Counter,
     in_flight: Gauge,
     redis_up: Gauge,
+    cache_bytes: Gauge,
+    cache_entries: Gauge,
+    connections_open: Gauge,
+    connections_accepted: Counter,
     redis_seconds: Seconds<OpLabels>,
     redis_errors: Family<OpLabels, Counter>,
     invalidation_delay: Histogram,
@@ -264,7 +284,7 @@ impl Metrics {
         );
         registry.register(
             "cache",
-            "cached read RPCs by outcome (hit, miss, bypass)",
+            "cached read RPCs by outcome: hit (memory), shared_hit (Redis), coalesced (an identical call's fetch), miss, bypass, stale",
             cache.clone(),
         );
         registry.register(
@@ -313,6 +333,30 @@ impl Metrics {
             "calls the services are working on (cache hits, health and reflection not counted)",
             in_flight.clone(),
         );
+        let cache_bytes = Gauge::default();
+        registry.register(
+            "cache_bytes",
+            "what the in-memory cache's entries occupy, as weighed against GATEWAY_CACHE_MAX_BYTES",
+            cache_bytes.clone(),
+        );
+        let cache_entries = Gauge::default();
+        registry.register(
+            "cache_entries",
+            "entries in the in-memory cache, stale ones included",
+            cache_entries.clone(),
+        );
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "client connections open (at most GATEWAY_MAX_CONNECTIONS)",
+            connections_open.clone(),
+        );
+        let connections_accepted = Counter::default();
+        registry.register(
+            "connections_accepted",
+            "client connections accepted (connections recycled by GATEWAY_MAX_CONNECTION_AGE come back here)",
+            connections_accepted.clone(),
+        );
         let redis_up = Gauge::default();
         registry.register(
             "redis_up",
@@ -338,12 +382,23 @@ impl Metrics {
             invalidation_delay.clone(),
         );
         for upstream in [Upstream::Fingerprint, Upstream::Stytch] {
+            let name = UpstreamName {
+                upstream: UpstreamLabel(upstream),
+            };
             // Both breakers start closed, and show so from the first scrape.
-            circuit_state
-                .get_or_create(&UpstreamName {
+            circuit_state.get_or_create(&name).set(0);
+            // Counters of rare events exist from the start, so `rate()` sees them rise
+            // from zero and dashboards find them before the first one.
+            let _ = retries.get_or_create(&name);
+            for reason in NOT_SENT_REASONS {
+                let _ = not_sent.get_or_create(&NotSentLabels {
                     upstream: UpstreamLabel(upstream),
-                })
-                .set(0);
+                    reason: Word(reason),
+                });
+            }
+        }
+        for op in REDIS_OPS {
+            let _ = redis_errors.get_or_create(&OpLabels { op: Word(op) });
         }
         let metrics = Self {
             registry,
@@ -359,6 +414,10 @@ impl Metrics {
             shed,
             in_flight,
             redis_up,
+            cache_bytes,
+            cache_entries,
+            connections_open,
+            connections_accepted,
             redis_seconds,
             redis_errors,
             invalidation_delay,
@@ -382,6 +441,25 @@ impl Metrics {
         if !ok {
             self.redis_errors.get_or_create(&labels).inc();
         }
+    }
+
+    /// The in-memory cache's size.
+    pub fn cache_size(&self, bytes: u64, entries: u64) {
+        self.cache_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.cache_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+    }
+
+    /// A connection was accepted.
+    pub fn connection_opened(&self) {
+        self.connections_accepted.inc();
+        self.connections_open.inc();
+    }
+
+    /// A connection closed.
+    pub fn connection_closed(&self) {
+        self.connections_open.dec();
     }
 
     /// Whether Redis answers.

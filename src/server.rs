@@ -105,7 +105,10 @@ pub async fn serve(
         None => Cache::new(config.cache.clone()),
     };
     // Invalidations from the other replicas, heartbeats, and Redis's health entry.
-    let mut shared_tasks = Vec::new();
+    let mut shared_tasks = vec![tokio::spawn(report_cache_size(
+        cache.clone(),
+        metrics.clone(),
+    ))];
     if let Some(shared) = &shared {
         shared_tasks = shared.start(cache.clone());
     }
@@ -206,6 +209,11 @@ pub async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         // Bounded: calls a connection may hold open (clients queue the rest).
         .max_concurrent_streams(Some(config.resilience.max_streams_per_connection))
+        // Recycled (GOAWAY; `connections::limit` closes it after the grace), so that
+        // callers' long-lived connections spread over replicas added since. tonic's
+        // own grace is not used: with one set, tonic 0.14 skips the GOAWAY and only
+        // closes the connection at age + grace.
+        .max_connection_age(config.max_connection_age)
         // Every call is traced, counted and timed here, including rejected ones and cache
         // hits; a hit is answered from its stored frame without reaching the services,
         // and a miss reaches them once for all identical concurrent calls.
@@ -218,8 +226,12 @@ pub async fn serve(
 
     // Without TCP_NODELAY, answers larger than a segment wait ~40 ms for delayed ACKs.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let incoming =
-        crate::resilience::connections::limit(incoming, config.resilience.max_connections);
+    let incoming = crate::resilience::connections::limit(
+        incoming,
+        config.resilience.max_connections,
+        config.max_connection_age + config.max_connection_age_grace,
+        metrics.clone(),
+    );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
         let _ = stop_rx.await;
@@ -264,6 +276,16 @@ pub const BREAKER_HEALTH_NAMES: [&str; 2] = [
     "fingerprint.gateway.v1.upstream.fingerprint",
     "fingerprint.gateway.v1.upstream.stytch",
 ];
+
+/// Keeps the cache-size gauges current.
+async fn report_cache_size(cache: Cache, metrics: Arc<Metrics>) {
+    let mut every = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        every.tick().await;
+        let (entries, bytes) = cache.usage().await;
+        metrics.cache_size(bytes, entries);
+    }
+}
 
 /// The health service name that mirrors whether the shared Redis answers (only with
 /// `GATEWAY_REDIS_URL`). The gateway's own status stays SERVING without it.

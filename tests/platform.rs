@@ -296,3 +296,50 @@ async fn metrics_count_rpcs_cache_outcomes_and_upstream_calls() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn old_connections_are_recycled_and_the_client_reconnects_without_failing_a_call() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let h = Harness::start_with(
+        Generation::V4,
+        &[
+            ("GATEWAY_METRICS_LISTEN", addr.to_string()),
+            ("GATEWAY_MAX_CONNECTION_AGE", "300ms".into()),
+            ("GATEWAY_MAX_CONNECTION_AGE_GRACE", "5s".into()),
+        ],
+    )
+    .await;
+    let mut fp = h.fingerprint();
+    // Calls for 2 s over one channel: its connection is recycled several times.
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    let mut calls = 0;
+    while std::time::Instant::now() < until {
+        fp.get_event(GetEventRequest {
+            event_id: format!("recycled-{calls}"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        calls += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let body = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let accepted: u64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("fpgw_connections_accepted_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    assert!(
+        accepted >= 3,
+        "{calls} calls, {accepted} connections accepted:\n{body}"
+    );
+    h.stop().await;
+}

@@ -586,3 +586,65 @@ async fn without_redis_at_start_up_the_gateway_serves_from_the_upstream_and_youn
     assert_eq!(sandbox.control.served() - before, 1);
     a.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_queries_only_metrics_the_gateway_serves() {
+    let Some(redis) = Redis::start() else { return };
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/grafana/fingerprint-gateway.json"
+    ))
+    .unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let mut queried = std::collections::BTreeSet::new();
+    for panel in parsed["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(at) = rest.find("fpgw_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                queried.insert(name);
+            }
+        }
+    }
+    assert!(queried.len() >= 15, "{queried:?}");
+
+    // Known traffic: a miss, a hit, a call to the other replica, a write.
+    let sandbox = sandbox().await;
+    let metrics = free_port();
+    let a = Replica::start(
+        &sandbox,
+        &redis.url(),
+        &[("GATEWAY_METRICS_LISTEN", &metrics.to_string())],
+    )
+    .await;
+    let b = Replica::start(&sandbox, &redis.url(), &[]).await;
+    settle().await;
+    let mut fa = a.fp();
+    suspect(&mut fa, "dash-1").await;
+    suspect(&mut fa, "dash-1").await;
+    suspect(&mut b.fp(), "dash-2").await;
+    set_suspect(&mut b.fp(), "dash-1", true).await;
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let body = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in &queried {
+        let served = body
+            .lines()
+            .any(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")));
+        assert!(
+            served,
+            "the dashboard queries {name}, which /metrics does not serve:\n{body}"
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+}

@@ -305,12 +305,15 @@ where
                 collected.into_response(CacheStatus::Miss)
             }
             (Ok(Ok((entry, fresh))), None) => {
-                let status = if fresh && !from_shared {
-                    CacheStatus::Miss
+                let (status, outcome) = if from_shared {
+                    (CacheStatus::Hit, "shared_hit")
+                } else if fresh {
+                    (CacheStatus::Miss, "miss")
                 } else {
-                    CacheStatus::Hit
+                    // Answered by an identical call's fetch.
+                    (CacheStatus::Hit, "coalesced")
                 };
-                serving.metrics.cache(rpc, status.as_str());
+                serving.metrics.cache(rpc, outcome);
                 replay(&entry.answer, status)
             }
             (Ok(Err(shared)), _) => {

@@ -1,14 +1,17 @@
 //! A bound on client connections: the listener accepts the next connection only while
-//! fewer than the limit are open, so the rest wait in the kernel's accept queue.
+//! fewer than the limit are open, so the rest wait in the kernel's accept queue. And a
+//! bound on their life: a connection still open at its age plus grace (it was asked to
+//! go at its age) is closed.
 
 use std::{
     io,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
+    time::Duration,
 };
 
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpStream,
@@ -16,27 +19,51 @@ use tokio::{
 };
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+use crate::metrics::Metrics;
+
 /// A connection that holds one of the limited places until it is dropped.
 pub struct Counted {
     stream: TcpStream,
     _place: OwnedSemaphorePermit,
+    metrics: Arc<Metrics>,
+    /// When the connection is closed, whatever is on it.
+    end: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.metrics.connection_closed();
+    }
 }
 
 /// `incoming`, accepting at most `limit` connections open at once.
-pub fn limit<S>(incoming: S, limit: usize) -> impl Stream<Item = io::Result<Counted>>
+pub fn limit<S>(
+    incoming: S,
+    limit: usize,
+    life: Duration,
+    metrics: Arc<Metrics>,
+) -> impl Stream<Item = io::Result<Counted>>
 where
     S: Stream<Item = io::Result<TcpStream>> + Send + Unpin + 'static,
 {
     let places = Arc::new(Semaphore::new(limit));
-    futures_util::stream::unfold((incoming, places), |(mut incoming, places)| async move {
-        // Wait for a place before accepting: the connection waits in the kernel meanwhile.
-        let place = places.clone().acquire_owned().await.ok()?;
-        let next = incoming.next().await?;
-        let counted = next.map(|stream| Counted {
-            stream,
-            _place: place,
-        });
-        Some((counted, (incoming, places)))
+    futures_util::stream::unfold((incoming, places), move |(mut incoming, places)| {
+        let metrics = metrics.clone();
+        async move {
+            // Wait for a place before accepting: the connection waits in the kernel meanwhile.
+            let place = places.clone().acquire_owned().await.ok()?;
+            let next = incoming.next().await?;
+            let counted = next.map(|stream| {
+                metrics.connection_opened();
+                Counted {
+                    stream,
+                    _place: place,
+                    metrics,
+                    end: Box::pin(tokio::time::sleep(life)),
+                }
+            });
+            Some((counted, (incoming, places)))
+        }
     })
 }
 
@@ -54,6 +81,13 @@ impl AsyncRead for Counted {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        // hyper always waits on a read: the end's timer wakes it.
+        if self.end.poll_unpin(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the connection outlived GATEWAY_MAX_CONNECTION_AGE and its grace",
+            )));
+        }
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }

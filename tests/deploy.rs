@@ -1,0 +1,289 @@
+//! The deployment in `deploy/`: it renders, validates against the Kubernetes schemas,
+//! passes checkov but for the checks the README justifies, its Dockerfile passes
+//! hadolint, and it agrees with the binary (settings, ports, probes, drain timing).
+//!
+//! Needs kubectl and the Python tools of tests/requirements.txt; without them these
+//! tests print `SKIPPED`, and fail when `FPGW_REQUIRE_TOOLS=1` (CI).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::{collections::HashMap, path::Path, process::Command, time::Duration};
+
+use common::process::{run_ok, tool_ready};
+use fingerprint_gateway::config::{Config, SETTINGS};
+use serde_json::Value;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const LAYOUTS: [&str; 2] = ["deploy/base", "deploy/overlays/redis"];
+
+fn tools() -> bool {
+    let install = "Debian kubernetes-client; pip install -r tests/requirements.txt";
+    tool_ready(
+        "kubectl",
+        Command::new("kubectl").args(["version", "--client"]),
+        "FPGW_REQUIRE_TOOLS",
+        install,
+    ) && tool_ready(
+        "kubernetes-validate",
+        Command::new("kubernetes-validate").arg("--version"),
+        "FPGW_REQUIRE_TOOLS",
+        install,
+    ) && tool_ready(
+        "PyYAML",
+        Command::new("python3").args(["-c", "import yaml"]),
+        "FPGW_REQUIRE_TOOLS",
+        install,
+    )
+}
+
+fn render(layout: &str) -> String {
+    let out = run_ok(
+        "kubectl kustomize",
+        Command::new("kubectl").args(["kustomize", layout]),
+        Path::new(ROOT),
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The rendered objects, as JSON.
+fn objects(yaml: &str) -> Vec<Value> {
+    let dir = tempfile_dir();
+    let file = dir.join("rendered.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = run_ok(
+        "yaml to json",
+        Command::new("python3").args([
+            "-c",
+            "import sys, yaml, json; print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d]))",
+            file.to_str().unwrap(),
+        ]),
+        Path::new(ROOT),
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "fpgw-deploy-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn manifests_render_validate_and_pass_the_policy_checks() {
+    if !tools() {
+        return;
+    }
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    // The checkov checks the README justifies, from its table.
+    let justified: Vec<String> = readme
+        .lines()
+        .filter(|l| l.starts_with("| `CKV_"))
+        .filter_map(|l| l.split('`').nth(1).map(str::to_owned))
+        .collect();
+    assert!(!justified.is_empty(), "the README's checkov table");
+    let checkov = tool_ready(
+        "checkov",
+        Command::new("checkov").arg("--version"),
+        "FPGW_REQUIRE_TOOLS",
+        "pip install -r tests/requirements.txt",
+    );
+    for layout in LAYOUTS {
+        let dir = tempfile_dir();
+        let file = dir.join("rendered.yaml");
+        std::fs::write(&file, render(layout)).unwrap();
+        run_ok(
+            "kubernetes-validate",
+            Command::new("kubernetes-validate")
+                .args(["--strict", "--quiet"])
+                .arg(&file),
+            Path::new(ROOT),
+        );
+        if checkov {
+            run_ok(
+                "checkov (a failed check the README does not justify)",
+                Command::new("checkov")
+                    .args(["--framework", "kubernetes", "--compact", "--quiet"])
+                    .args(["--skip-check", &justified.join(",")])
+                    .arg("-f")
+                    .arg(&file),
+                Path::new(ROOT),
+            );
+        }
+    }
+    if tool_ready(
+        "hadolint",
+        Command::new("hadolint").arg("--version"),
+        "FPGW_REQUIRE_TOOLS",
+        "pip install -r tests/requirements.txt",
+    ) {
+        run_ok(
+            "hadolint",
+            Command::new("hadolint").arg("deploy/Dockerfile"),
+            Path::new(ROOT),
+        );
+    }
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("{kind}/{name} missing"))
+}
+
+fn port_of(addr: &str) -> u64 {
+    addr.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+fn seconds(text: &str) -> Duration {
+    humantime::parse_duration(text)
+        .or_else(|_| text.parse::<u64>().map(Duration::from_secs))
+        .unwrap()
+}
+
+#[test]
+fn manifests_agree_with_the_binary() {
+    if !tools() {
+        return;
+    }
+    let known: HashMap<&str, Option<&str>> = SETTINGS.iter().map(|s| (s.name, s.default)).collect();
+    for layout in LAYOUTS {
+        let objects = objects(&render(layout));
+        let deployment = find(&objects, "Deployment", "fingerprint-gateway");
+        let pod = &deployment["spec"]["template"];
+        let container = &pod["spec"]["containers"][0];
+        // Every variable set is a setting the binary reads, and the binary accepts them.
+        let dir = tempfile_dir();
+        let mut env: HashMap<String, String> = HashMap::new();
+        for var in container["env"].as_array().unwrap() {
+            let name = var["name"].as_str().unwrap();
+            assert!(known.contains_key(name), "{layout}: {name} is no setting");
+            let value = match var["value"].as_str() {
+                Some(v) => v.to_owned(),
+                // From a Secret: a stand-in of the right shape.
+                None if name == "GATEWAY_REDIS_ENCRYPTION_KEY" => {
+                    "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_owned()
+                }
+                None => "stand-in".to_owned(),
+            };
+            env.insert(name.to_owned(), value);
+        }
+        if let Some(path) = env.get("GATEWAY_REDIS_PASSWORD_FILE").cloned() {
+            // Mounted from the Secret at that path.
+            let mounts = container["volumeMounts"].as_array().unwrap();
+            assert!(
+                mounts
+                    .iter()
+                    .any(|m| path.starts_with(m["mountPath"].as_str().unwrap())),
+                "{layout}: {path} is not mounted"
+            );
+            let local = dir.join("password");
+            std::fs::write(&local, "stand-in\n").unwrap();
+            env.insert(
+                "GATEWAY_REDIS_PASSWORD_FILE".to_owned(),
+                local.to_str().unwrap().to_owned(),
+            );
+        }
+        // envFrom the Secret: the credentials the README says to put there.
+        env.insert("FINGERPRINT_SECRET_API_KEY".into(), "stand-in".into());
+        env.insert("STYTCH_PROJECT_ID".into(), "project-test-stand-in".into());
+        env.insert("STYTCH_SECRET".into(), "secret-test-stand-in".into());
+        let config = Config::from_lookup(&|name| env.get(name).cloned()).unwrap_or_else(|e| {
+            panic!("{layout}: the binary refuses the manifest's settings: {e}")
+        });
+        let setting = |name: &str| -> String {
+            env.get(name)
+                .cloned()
+                .or_else(|| known[name].map(str::to_owned))
+                .unwrap()
+        };
+
+        // Ports: the listener, the container port, the probes and the Service agree.
+        let ports = container["ports"].as_array().unwrap();
+        let named = |n: &str| {
+            ports
+                .iter()
+                .find(|p| p["name"] == n)
+                .unwrap_or_else(|| panic!("port {n}"))["containerPort"]
+                .as_u64()
+                .unwrap()
+        };
+        assert_eq!(named("grpc"), u64::from(config.listen.port()), "{layout}");
+        let metrics = config.metrics_listen.expect("metrics on");
+        assert_eq!(named("metrics"), u64::from(metrics.port()), "{layout}");
+        assert_eq!(
+            pod["metadata"]["annotations"]["prometheus.io/port"],
+            metrics.port().to_string(),
+            "{layout}: the scrape annotation"
+        );
+        for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+            assert_eq!(
+                container[probe]["grpc"]["port"].as_u64(),
+                Some(named("grpc")),
+                "{layout}: {probe} is a native gRPC probe on the gRPC port"
+            );
+        }
+        let service = find(&objects, "Service", "fingerprint-gateway");
+        let grpc = service["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "grpc")
+            .unwrap();
+        assert_eq!(grpc["appProtocol"], "grpc", "{layout}");
+        assert_eq!(grpc["targetPort"], "grpc", "{layout}");
+        assert_eq!(port_of(&setting("GATEWAY_LISTEN")), named("grpc"));
+
+        // Drain: endpoints go first (preStop), then the grace, inside the pod's grace.
+        let pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+            .as_u64()
+            .expect("a preStop sleep");
+        assert!(pre_stop >= 5, "{layout}: endpoints need time to go");
+        let drain = seconds(&setting("GATEWAY_SHUTDOWN_GRACE"));
+        let pod_grace = pod["spec"]["terminationGracePeriodSeconds"]
+            .as_u64()
+            .unwrap();
+        assert!(
+            Duration::from_secs(pod_grace)
+                >= Duration::from_secs(pre_stop) + drain + Duration::from_secs(5),
+            "{layout}: terminationGracePeriodSeconds {pod_grace} must exceed preStop {pre_stop}s + GATEWAY_SHUTDOWN_GRACE {drain:?} + a flush"
+        );
+        assert_eq!(config.shutdown_grace, drain);
+
+        // Locked down.
+        let security = &container["securityContext"];
+        assert_eq!(security["readOnlyRootFilesystem"], true, "{layout}");
+        assert_eq!(security["allowPrivilegeEscalation"], false, "{layout}");
+        assert_eq!(security["capabilities"]["drop"][0], "ALL", "{layout}");
+        assert_eq!(
+            pod["spec"]["securityContext"]["runAsNonRoot"], true,
+            "{layout}"
+        );
+
+        // The HPA scales this Deployment; the PDB and Service select its pods.
+        let hpa = find(&objects, "HorizontalPodAutoscaler", "fingerprint-gateway");
+        assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "fingerprint-gateway");
+        let labels = pod["metadata"]["labels"].as_object().unwrap();
+        let selects = |selector: &Value| {
+            selector
+                .as_object()
+                .unwrap()
+                .iter()
+                .all(|(k, v)| labels.get(k) == Some(v))
+        };
+        let pdb = find(&objects, "PodDisruptionBudget", "fingerprint-gateway");
+        assert!(
+            selects(&pdb["spec"]["selector"]["matchLabels"]),
+            "{layout}: PDB"
+        );
+        assert!(selects(&service["spec"]["selector"]), "{layout}: Service");
+        if layout.ends_with("redis") {
+            assert!(config.redis.is_some(), "{layout}: Redis configured");
+        }
+    }
+}
