@@ -648,3 +648,134 @@ async fn the_dashboard_queries_only_metrics_the_gateway_serves() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A process of the binary, killed when dropped.
+struct Process(std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[&str], env: &[(&str, &str)], port: SocketAddr) -> Process {
+    let child = common::process::gateway(args, env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(port).is_err() {
+        assert!(Instant::now() < until, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Process(child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_on_one_redis_read_their_writes_under_load() {
+    let Some(redis) = Redis::start() else { return };
+    // One upstream (the sandbox, as a process of its own) for three gateway processes.
+    let upstream = free_port();
+    let _sandbox = spawn(
+        &["sandbox", "--listen", &upstream.to_string()],
+        &[],
+        upstream,
+    );
+    let creds = Credentials::default();
+    let base = format!("http://{upstream}");
+    let redis_url = redis.url();
+    let mut gateways = Vec::new();
+    let mut channels = Vec::new();
+    for _ in 0..3 {
+        let listen = free_port();
+        let listen_text = listen.to_string();
+        gateways.push(spawn(
+            &[],
+            &[
+                ("GATEWAY_LISTEN", &listen_text),
+                ("GATEWAY_REDIS_URL", &redis_url),
+                ("FINGERPRINT_API_BASE_URL", &base),
+                ("FINGERPRINT_SECRET_API_KEY", &creds.fingerprint_secret),
+                ("STYTCH_API_BASE_URL", &base),
+                ("STYTCH_PROJECT_ID", &creds.stytch_project_id),
+                ("STYTCH_SECRET", &creds.stytch_secret),
+            ],
+            listen,
+        ));
+        channels.push(
+            Channel::from_shared(format!("http://{listen}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+        );
+    }
+    settle().await;
+    let mut writer = FingerprintServiceClient::new(channels[0].clone());
+    set_suspect(&mut writer, "rw-1", false).await;
+
+    // Readers on B and C, as fast as they go; each read keeps when it started and what
+    // it saw.
+    let running = Arc::new(AtomicBool::new(true));
+    let epoch = Instant::now();
+    let readers: Vec<_> = (0..4)
+        .map(|i| {
+            let mut fp = FingerprintServiceClient::new(channels[1 + i % 2].clone());
+            let running = running.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while running.load(Ordering::Relaxed) {
+                    let started = epoch.elapsed();
+                    let (value, _) = suspect(&mut fp, "rw-1").await;
+                    seen.push((started, value.unwrap_or(false)));
+                }
+                seen
+            })
+        })
+        .collect();
+    // 50 writes through A; each one's OK time.
+    let mut writes = Vec::new();
+    let mut value = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        value = !value;
+        let began = epoch.elapsed();
+        set_suspect(&mut writer, "rw-1", value).await;
+        writes.push((began, epoch.elapsed(), value));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    running.store(false, Ordering::Relaxed);
+    let mut reads = Vec::new();
+    for r in readers {
+        reads.extend(r.await.unwrap());
+    }
+    // A read that started after write k's OK (and before write k+1 began) must see
+    // write k's value, once past the bound; before it, a stale answer is counted.
+    let bound = Duration::from_millis(50);
+    let (mut checked, mut stale_within, mut stale_beyond) = (0, 0, 0);
+    let mut worst = Duration::ZERO;
+    for (k, (_, ok_at, value)) in writes.iter().enumerate() {
+        let next_began = writes.get(k + 1).map_or(Duration::MAX, |w| w.0);
+        for (started, seen) in reads.iter().filter(|(s, _)| s > ok_at && *s < next_began) {
+            checked += 1;
+            if seen != value {
+                let late = *started - *ok_at;
+                worst = worst.max(late);
+                if late > bound {
+                    stale_beyond += 1;
+                } else {
+                    stale_within += 1;
+                }
+            }
+        }
+    }
+    eprintln!(
+        "3 processes, 50 writes on A, {checked} reads on B and C started after a write's OK: \
+         {stale_within} stale within {bound:?} of the OK, {stale_beyond} beyond; latest stale read started {worst:?} after the OK"
+    );
+    assert!(checked > 200, "the readers ran: {checked}");
+    assert_eq!(stale_beyond, 0, "pre-write answers past the bound");
+    drop(gateways);
+}
