@@ -235,7 +235,7 @@ impl Http {
             .get(header::CONTENT_TYPE)
             .map(|v| {
                 let text = String::from_utf8_lossy(v.as_bytes()).into_owned();
-                scrub(truncate(text, 64), call.secrets)
+                truncate(scrub(text, call.secrets), 64)
             })
             .unwrap_or_else(|| "none".to_owned());
         if status.is_redirection() {
@@ -248,7 +248,7 @@ impl Http {
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                 .map_or_else(
                     || "nowhere (no Location)".to_owned(),
-                    |l| scrub(truncate(l, 128), call.secrets),
+                    |l| truncate(scrub(l, call.secrets), 128),
                 );
             return Err(Error::Redirected {
                 upstream,
@@ -268,7 +268,18 @@ impl Http {
                 return Ok(JsonObject::new());
             }
             return match serde_json::from_slice::<Json>(&body) {
-                Ok(Json::Object(map)) => Ok(map),
+                Ok(Json::Object(mut map)) => {
+                    // Whatever the answer holds may reach the caller (typed or in
+                    // `unmapped`): no credential may ride along.
+                    if echoes(&body, call.secrets) {
+                        let mut whole = Json::Object(std::mem::take(&mut map));
+                        scrub_json(&mut whole, call.secrets);
+                        if let Json::Object(scrubbed) = whole {
+                            map = scrubbed;
+                        }
+                    }
+                    Ok(map)
+                }
                 Ok(_) => Err(Error::Malformed {
                     upstream,
                     detail: "expected a JSON object".to_owned(),
@@ -444,9 +455,10 @@ fn api_error(
             ));
         }
     }
-    err.message = err.message.map(|m| scrub(truncate(m, 512), secrets));
-    err.code = err.code.map(|c| scrub(truncate(c, 128), secrets));
-    err.request_id = err.request_id.map(|r| scrub(truncate(r, 128), secrets));
+    // Scrubbed before shortened: a cut must never leave part of a secret behind.
+    err.message = err.message.map(|m| truncate(scrub(m, secrets), 512));
+    err.code = err.code.map(|c| truncate(scrub(c, secrets), 128));
+    err.request_id = err.request_id.map(|r| truncate(scrub(r, secrets), 128));
     err
 }
 
@@ -469,12 +481,53 @@ fn truncate(mut s: String, max: usize) -> String {
     s
 }
 
-/// Removes secrets from text an upstream sent back.
+/// Removes secrets from text an upstream sent back. `secrets` holds every form in which
+/// the gateway sends a credential (the key itself, a Basic-auth encoding; a Bearer
+/// header holds the key as is).
 fn scrub(text: String, secrets: &[&str]) -> String {
-    secrets
-        .iter()
-        .filter(|s| s.len() >= 4)
-        .fold(text, |t, s| t.replace(s, "[redacted]"))
+    secrets.iter().filter(|s| s.len() >= 4).fold(text, |t, s| {
+        if t.contains(s) {
+            t.replace(s, "[redacted]")
+        } else {
+            t
+        }
+    })
+}
+
+/// Whether a body may echo a credential: it holds one of its forms as is, or JSON
+/// escapes (which could spell one).
+fn echoes(body: &[u8], secrets: &[&str]) -> bool {
+    body.windows(2).any(|w| w == b"\\u")
+        || secrets
+            .iter()
+            .filter(|s| s.len() >= 4)
+            .any(|s| body.windows(s.len()).any(|w| w == s.as_bytes()))
+}
+
+/// Scrubs every string of a JSON value, object keys included.
+fn scrub_json(value: &mut Json, secrets: &[&str]) {
+    match value {
+        Json::String(s) => {
+            if secrets.iter().any(|x| x.len() >= 4 && s.contains(x)) {
+                *s = scrub(std::mem::take(s), secrets);
+            }
+        }
+        Json::Array(items) => items.iter_mut().for_each(|v| scrub_json(v, secrets)),
+        Json::Object(map) => {
+            let keys: Vec<String> = map
+                .keys()
+                .filter(|k| secrets.iter().any(|x| x.len() >= 4 && k.contains(x)))
+                .cloned()
+                .collect();
+            for key in keys {
+                if let Some(v) = map.remove(&key) {
+                    map.insert(scrub(key, secrets), v);
+                }
+            }
+            map.values_mut().for_each(|v| scrub_json(v, secrets));
+        }
+        _ => {}
+    }
 }
 
 /// A digest that names an upstream account in cache keys and page tokens without

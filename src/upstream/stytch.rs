@@ -19,6 +19,8 @@ pub struct StytchClient {
     http: Http,
     config: StytchConfig,
     identity: String,
+    /// The Basic-auth credential as sent (base64 of `project:secret`), to scrub.
+    basic: crate::config::Secret,
 }
 
 // === impl StytchClient ===
@@ -32,10 +34,18 @@ impl StytchClient {
             config.project_id,
             super::account_digest(config.secret.expose())
         );
+        use base64::Engine;
+        let basic =
+            crate::config::Secret::new(base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                config.project_id,
+                config.secret.expose()
+            )));
         Self {
             http,
             config,
             identity,
+            basic,
         }
     }
 
@@ -180,7 +190,7 @@ impl StytchClient {
             resource,
             shape: ErrorShape::Stytch,
             kind,
-            secrets: &[self.config.secret.expose()],
+            secrets: &[self.config.secret.expose(), self.basic.expose()],
         };
         self.http.send(call, request).await
     }
