@@ -507,10 +507,8 @@ fn echoes(body: &[u8], secrets: &[&str]) -> bool {
 /// Scrubs every string of a JSON value, object keys included.
 fn scrub_json(value: &mut Json, secrets: &[&str]) {
     match value {
-        Json::String(s) => {
-            if secrets.iter().any(|x| x.len() >= 4 && s.contains(x)) {
-                *s = scrub(std::mem::take(s), secrets);
-            }
+        Json::String(s) if secrets.iter().any(|x| x.len() >= 4 && s.contains(x)) => {
+            *s = scrub(std::mem::take(s), secrets);
         }
         Json::Array(items) => items.iter_mut().for_each(|v| scrub_json(v, secrets)),
         Json::Object(map) => {
