@@ -312,6 +312,60 @@ pub const SETTINGS: &[Setting] = &[
         "largest upstream answer body accepted (at least 1024)",
     ),
     setting(
+        "GATEWAY_AUTH",
+        Some("false"),
+        Kind::Bool,
+        "refuse calls without an identity (UNAUTHENTICATED) or without the policy's permission (PERMISSION_DENIED). Off by default for the sandbox; **a production deployment should turn it on**",
+    ),
+    setting(
+        "GATEWAY_POLICY_FILE",
+        None,
+        Kind::Text,
+        "the callers (name, bearer-token SHA-256, mTLS/mesh identities), what each may call, and their own limits (TOML; see \"Who may call what\"); re-read on change and SIGHUP",
+    ),
+    setting(
+        "GATEWAY_MESH_IDENTITY",
+        Some("none"),
+        Kind::Choice(&["none", "envoy", "linkerd"]),
+        "trust the mesh's forwarded caller identity: envoy (Istio's `x-forwarded-client-cert` URI) or linkerd (`l5d-client-id`), only from GATEWAY_MESH_TRUSTED_PEERS",
+    ),
+    setting(
+        "GATEWAY_MESH_TRUSTED_PEERS",
+        Some("127.0.0.1/32,::1/128"),
+        Kind::Text,
+        "CIDRs the mesh headers are trusted from: the sidecar, which connects from loopback",
+    ),
+    setting(
+        "GATEWAY_REFLECTION",
+        Some("true"),
+        Kind::Bool,
+        "serve gRPC server reflection (what grpcurl uses); it describes the API, never data",
+    ),
+    setting(
+        "GATEWAY_TLS_CERT_FILE",
+        None,
+        Kind::Text,
+        "PEM certificate chain: serve gRPC over TLS (with GATEWAY_TLS_KEY_FILE); re-read on change and SIGHUP",
+    ),
+    setting(
+        "GATEWAY_TLS_KEY_FILE",
+        None,
+        Kind::Text,
+        "PEM private key of GATEWAY_TLS_CERT_FILE",
+    ),
+    setting(
+        "GATEWAY_TLS_CLIENT_CA_FILE",
+        None,
+        Kind::Text,
+        "PEM CA bundle: require client certificates that chain to it (mTLS); a certificate's SPIFFE URI, else its CN, names the caller",
+    ),
+    setting(
+        "GATEWAY_AUDIT_LOG",
+        Some("stderr"),
+        Kind::Text,
+        "where the audit trail of mutations goes, one JSON line each: stderr (apart from the logs on stdout), stdout, or a file appended to",
+    ),
+    setting(
         "GATEWAY_REDIS_URL",
         None,
         Kind::Secret,
@@ -722,6 +776,14 @@ pub struct Config {
     pub webhook_secrets: Vec<Secret>,
     /// The Redis shared by the replicas, if any.
     pub redis: Option<RedisConfig>,
+    /// Identities and the policy.
+    pub auth: crate::auth::AuthConfig,
+    /// TLS on the listener, if on.
+    pub tls: Option<crate::tls::TlsConfig>,
+    /// Serve server reflection.
+    pub reflection: bool,
+    /// Where the audit trail goes.
+    pub audit_log: String,
     /// Age after which a client connection is asked to reconnect.
     pub max_connection_age: Duration,
     /// Time calls on such a connection may still take.
@@ -945,6 +1007,10 @@ impl Config {
             sealed_result_keys,
             webhook_secrets,
             redis: redis_config(&v)?,
+            auth: auth_config(&v)?,
+            tls: tls_config(&v)?,
+            reflection: v.bool("GATEWAY_REFLECTION")?,
+            audit_log: v.text("GATEWAY_AUDIT_LOG")?,
             max_connection_age: v.positive("GATEWAY_MAX_CONNECTION_AGE")?,
             max_connection_age_grace: v.positive("GATEWAY_MAX_CONNECTION_AGE_GRACE")?,
         };
@@ -1261,6 +1327,20 @@ fn resilience(v: &Values<'_>) -> Result<ResilienceConfig, ConfigError> {
 }
 
 /// One rate rule: `N/unit` or `N/unit:burst`.
+/// A comma-separated list of rate rules (`50/s:10,1000/h`).
+pub fn parse_rates(text: &str) -> Result<Vec<Rate>, String> {
+    let rates: Vec<Rate> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(|r| parse_rate(r).map_err(|e| format!("{r:?}: {e}")))
+        .collect::<Result<_, _>>()?;
+    if rates.is_empty() {
+        return Err("no rate given".to_owned());
+    }
+    Ok(rates)
+}
+
 fn parse_rate(text: &str) -> Result<Rate, String> {
     let (rule, burst) = match text.split_once(':') {
         Some((rule, burst)) => (rule, Some(burst)),
@@ -1318,6 +1398,64 @@ fn parse_per_rpc(text: &str) -> Result<PerRpc, String> {
         overrides.push((rpc, duration(value)?));
     }
     Ok(PerRpc { default, overrides })
+}
+
+fn auth_config(v: &Values<'_>) -> Result<crate::auth::AuthConfig, ConfigError> {
+    use crate::auth::Mesh;
+    let mesh = match v.word("GATEWAY_MESH_IDENTITY")?.as_str() {
+        "envoy" => Mesh::Envoy,
+        "linkerd" => Mesh::Linkerd,
+        _ => Mesh::None,
+    };
+    let mesh_peers = v
+        .text("GATEWAY_MESH_TRUSTED_PEERS")?
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            crate::cidr::Cidr::parse(c)
+                .map_err(|e| invalid("GATEWAY_MESH_TRUSTED_PEERS", format!("{c:?}: {e:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = crate::auth::AuthConfig {
+        enforce: v.bool("GATEWAY_AUTH")?,
+        policy_file: v.text_opt("GATEWAY_POLICY_FILE")?.map(Into::into),
+        mesh,
+        mesh_peers,
+    };
+    if config.enforce && config.policy_file.is_none() {
+        return Err(invalid(
+            "GATEWAY_AUTH",
+            "is on but GATEWAY_POLICY_FILE is unset: no caller could be allowed",
+        ));
+    }
+    Ok(config)
+}
+
+fn tls_config(v: &Values<'_>) -> Result<Option<crate::tls::TlsConfig>, ConfigError> {
+    let cert = v.text_opt("GATEWAY_TLS_CERT_FILE")?;
+    let key = v.text_opt("GATEWAY_TLS_KEY_FILE")?;
+    let client_ca = v.text_opt("GATEWAY_TLS_CLIENT_CA_FILE")?;
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(crate::tls::TlsConfig {
+            cert: cert.into(),
+            key: key.into(),
+            client_ca: client_ca.map(Into::into),
+        })),
+        (None, None) if client_ca.is_none() => Ok(None),
+        (None, None) => Err(invalid(
+            "GATEWAY_TLS_CLIENT_CA_FILE",
+            "needs GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE",
+        )),
+        (Some(_), None) => Err(invalid(
+            "GATEWAY_TLS_KEY_FILE",
+            "is required with GATEWAY_TLS_CERT_FILE",
+        )),
+        (None, Some(_)) => Err(invalid(
+            "GATEWAY_TLS_CERT_FILE",
+            "is required with GATEWAY_TLS_KEY_FILE",
+        )),
+    }
 }
 
 /// The Redis settings, when `GATEWAY_REDIS_URL` is set.

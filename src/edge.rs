@@ -85,10 +85,60 @@ where
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
                 let serving = self.serving.clone();
-                let future = if serving.cache.caches(rpc) {
-                    layer::call(inner, request, rpc, serving)
+                let mut request = request;
+                // Who calls, whether they may, and their own limits.
+                let identity = serving.auth.as_ref().map(|auth| {
+                    let peer = request
+                        .extensions()
+                        .get::<crate::tls::PeerInfo>()
+                        .and_then(|p| p.remote)
+                        .map(|a| a.ip());
+                    let tls = request
+                        .extensions()
+                        .get::<crate::tls::PeerInfo>()
+                        .and_then(|p| p.identity.clone());
+                    auth.identify(request.headers(), peer, tls.as_deref())
+                });
+                let verdict = match (&serving.auth, &identity) {
+                    (Some(auth), Some(identity)) => {
+                        span.record("enduser.id", identity.name());
+                        auth.authorize(identity, rpc).and_then(|()| {
+                            identity
+                                .caller
+                                .as_ref()
+                                .map_or(Ok(None), |c| c.admit().map(Some))
+                        })
+                    }
+                    _ => Ok(None),
+                };
+                let future = if rpc.is_mutation() {
+                    audited(inner, request, serving, rpc, identity, verdict)
                 } else {
-                    direct(inner, request, serving)
+                    match verdict {
+                        Err(refused) => {
+                            let response = layer::refuse(&refused);
+                            Box::pin(async move { Ok(response) })
+                        }
+                        Ok(slot) => {
+                            if let Some(identity) = identity {
+                                request.extensions_mut().insert(identity);
+                            }
+                            let future = if serving.cache.caches(rpc) {
+                                layer::call(inner, request, rpc, serving)
+                            } else {
+                                direct(inner, request, serving)
+                            };
+                            match slot {
+                                None => future,
+                                // The caller's place is held until the answer is ready.
+                                Some(slot) => Box::pin(async move {
+                                    let response = future.await;
+                                    drop(slot);
+                                    response
+                                }),
+                            }
+                        }
+                    }
                 };
                 Call::Served { future }
             }
@@ -170,6 +220,102 @@ where
         }
         Poll::Ready(response)
     }
+}
+
+/// A mutation: decided, done (when allowed), and written to the audit trail with its
+/// targets and outcome, allowed or not.
+fn audited<S>(
+    inner: S,
+    request: Request<Body>,
+    serving: Arc<Serving>,
+    rpc: crate::rpc::Rpc,
+    identity: Option<crate::auth::Identity>,
+    verdict: Result<Option<crate::auth::CallerSlot>, crate::error::Error>,
+) -> BoxFuture<Result<Response<CachedBody>, Infallible>>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let trace_id = trace_id(request.headers());
+    Box::pin(async move {
+        let (parts, body) = request.into_parts();
+        let Some(bytes) = layer::read_body(body).await else {
+            return Ok(layer::refuse(&crate::error::Error::RequestTooLarge {
+                limit: layer::MAX_REQUEST_BYTES,
+            }));
+        };
+        let targets = layer::single_frame(&bytes)
+            .map(|m| crate::audit::targets(rpc, &m))
+            .unwrap_or_else(|| serde_json::json!({}));
+        let (caller, source) = identity
+            .as_ref()
+            .map_or((crate::auth::ANONYMOUS, "none"), |i| (i.name(), i.source));
+        let caller = caller.to_owned();
+        let audit = serving.audit.clone();
+        let record = |decision, code, request_id: Option<&str>| {
+            audit.write(&crate::audit::Record {
+                caller: &caller,
+                identity_source: source,
+                rpc,
+                targets: targets.clone(),
+                decision,
+                code,
+                upstream_request_id: request_id,
+                trace_id: trace_id.clone(),
+            });
+        };
+        let slot = match verdict {
+            Ok(slot) => slot,
+            Err(refused) => {
+                let response = layer::refuse(&refused);
+                record("denied", code_of(&response), None);
+                return Ok(response);
+            }
+        };
+        let mut request = Request::from_parts(parts, Body::new(http_body_util::Full::new(bytes)));
+        if let Some(identity) = identity.clone() {
+            request.extensions_mut().insert(identity);
+        }
+        let response = direct(inner, request, serving).await?;
+        drop(slot);
+        let request_id = response
+            .extensions()
+            .get::<crate::audit::UpstreamRequestId>()
+            .map(|r| r.0.clone());
+        record("allowed", code_of(&response), request_id.as_deref());
+        Ok(response)
+    })
+}
+
+/// The status code of an answer whose headers are ready: a handler's error travels in
+/// them; a unary success carries OK in its trailers.
+fn code_of<B>(response: &Response<B>) -> tonic::Code {
+    response
+        .headers()
+        .get(&GRPC_STATUS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map_or(tonic::Code::Ok, tonic::Code::from_i32)
+}
+
+/// The call's trace id: its span's, else the caller's `traceparent`'s.
+fn trace_id(headers: &http::HeaderMap) -> Option<String> {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let id = span.span_context().trace_id();
+    if id != opentelemetry::trace::TraceId::INVALID {
+        return Some(id.to_string());
+    }
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split('-').nth(1))
+        .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_owned)
 }
 
 /// An RPC the cache does not take part in: bounded by the in-flight cap (its place held

@@ -172,6 +172,30 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// Authorization is enforced and the call has no accepted identity.
+    #[error("unauthenticated: {why}")]
+    Unauthenticated {
+        /// What was missing.
+        why: &'static str,
+    },
+    /// The caller may not call this RPC.
+    #[error("caller {caller:?} lacks the permission {permission}")]
+    PermissionDenied {
+        /// The caller's name (or the identity it presented).
+        caller: String,
+        /// The missing permission, `Service/Method`.
+        permission: String,
+    },
+    /// The caller is over its own limit.
+    #[error("caller {caller:?} is over its {limit} limit in the policy")]
+    CallerLimited {
+        /// The caller.
+        caller: String,
+        /// `rate` or `max_in_flight`.
+        limit: &'static str,
+        /// When the rate allows the next call.
+        retry_after: Option<Duration>,
+    },
     /// The upstream's answer is larger than the gateway accepts.
     #[error("{upstream} answered with a body larger than {limit} bytes")]
     TooLarge {
@@ -420,6 +444,9 @@ impl Error {
             | Self::CircuitOpen { .. }
             | Self::QuotaExhausted { .. }
             | Self::Overloaded { .. }
+            | Self::Unauthenticated { .. }
+            | Self::PermissionDenied { .. }
+            | Self::CallerLimited { .. }
             | Self::Sealed(_) => false,
         }
     }
@@ -468,6 +495,9 @@ impl Error {
             Self::CircuitOpen { .. } => (Code::Unavailable, R::UpstreamCircuitOpen),
             Self::QuotaExhausted { .. } => (Code::ResourceExhausted, R::UpstreamQuotaExhausted),
             Self::Overloaded { .. } => (Code::ResourceExhausted, R::Overloaded),
+            Self::Unauthenticated { .. } => (Code::Unauthenticated, R::Unauthenticated),
+            Self::PermissionDenied { .. } => (Code::PermissionDenied, R::PermissionDenied),
+            Self::CallerLimited { .. } => (Code::ResourceExhausted, R::CallerLimited),
             Self::TooLarge { .. } => (Code::Internal, R::UpstreamResponseTooLarge),
             Self::NotJson { status, .. } => {
                 // A proxy or load balancer in front of a failing upstream answers 5xx pages.
@@ -513,6 +543,9 @@ impl Error {
             | Self::DeadlineExceeded { .. }
             | Self::RequestTooLarge { .. }
             | Self::Overloaded { .. }
+            | Self::Unauthenticated { .. }
+            | Self::PermissionDenied { .. }
+            | Self::CallerLimited { .. }
             | Self::Sealed(_) => None,
         }
     }
@@ -614,6 +647,24 @@ impl Error {
                 metadata.insert("setting".to_owned(), "GATEWAY_MAX_IN_FLIGHT".to_owned());
                 self.to_string()
             }
+            Self::Unauthenticated { .. } => self.to_string(),
+            Self::PermissionDenied { caller, permission } => {
+                metadata.insert("permission".to_owned(), permission.clone());
+                metadata.insert("caller".to_owned(), caller.clone());
+                self.to_string()
+            }
+            Self::CallerLimited {
+                caller,
+                limit,
+                retry_after,
+            } => {
+                metadata.insert("caller".to_owned(), caller.clone());
+                metadata.insert("limit".to_owned(), (*limit).to_owned());
+                if retry_after.is_some() {
+                    details.set_retry_info(*retry_after);
+                }
+                self.to_string()
+            }
             Self::DeadlineExceeded { .. }
             | Self::RequestTooLarge { .. }
             | Self::Timeout { .. }
@@ -645,9 +696,15 @@ fn log(err: &Error, code: Code) {
         // Shed without trying: one per call would flood the log in an outage; the
         // breaker logs its transitions, and metrics count these.
         (
-            Error::CircuitOpen { .. } | Error::QuotaExhausted { .. } | Error::Overloaded { .. },
+            Error::CircuitOpen { .. }
+            | Error::QuotaExhausted { .. }
+            | Error::Overloaded { .. }
+            | Error::CallerLimited { .. },
             _,
         ) => tracing::debug!(error = %err, "request shed"),
+        (Error::Unauthenticated { .. } | Error::PermissionDenied { .. }, _) => {
+            tracing::info!(error = %err, "request refused by the policy");
+        }
         _ => tracing::warn!(error = %DisplayChain(err), ?code, "request failed"),
     }
 }

@@ -19,12 +19,16 @@
 //! - [`sealed`], [`webhook`]: local verification (sealed results, webhook signatures).
 //! - [`sandbox`]: the embedded emulator of both upstreams (`--sandbox`).
 //! - Used by every layer: [`metrics`] (Prometheus), [`telemetry`] (logs, traces).
+//! - [`auth`] (caller identity, the policy, per-caller limits), [`tls`] (the
+//!   listener's TLS and mTLS) and [`audit`] (the trail of mutations), used by `edge`.
 //! - Leaves: [`error`] (the one mapping to gRPC statuses), [`config`] (the settings
 //!   table), [`rpc`] (the RPCs as an enum), [`cidr`], and [`proto`] (generated).
 
 // The sandbox builds its large example answers with `serde_json::json!`.
 #![recursion_limit = "256"]
 
+pub mod audit;
+pub mod auth;
 pub mod cache;
 pub mod cidr;
 pub mod config;
@@ -41,5 +45,6 @@ pub mod server;
 pub mod service;
 pub mod shared;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;
 pub mod webhook;

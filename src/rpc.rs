@@ -59,6 +59,17 @@ impl Rpc {
         Rpc::SetVerdictReasonOverride,
     ];
 
+    /// Whether the RPC changes data upstream (granted only by name; audited).
+    pub const fn is_mutation(self) -> bool {
+        matches!(
+            self,
+            Self::UpdateEvent
+                | Self::DeleteVisitorData
+                | Self::SetRule
+                | Self::SetVerdictReasonOverride
+        )
+    }
+
     /// The method name, as in the `.proto`.
     pub const fn name(self) -> &'static str {
         match self {

@@ -113,11 +113,41 @@ pub async fn serve(
         shared_tasks = shared.start(cache.clone());
     }
     let in_flight = InFlight::new(config.resilience.max_in_flight, metrics.clone());
+    let audit = Arc::new(crate::audit::Audit::open(&config.audit_log)?);
+    // No policy, no mesh, not enforced: every call is anonymous, and the hot path does
+    // not look.
+    let auth = if config.auth.enforce
+        || config.auth.policy_file.is_some()
+        || config.auth.mesh != crate::auth::Mesh::None
+        || config.tls.as_ref().is_some_and(|t| t.client_ca.is_some())
+    {
+        let auth = crate::auth::Auth::new(config.auth.clone()).map_err(|e| {
+            ServeError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+        })?;
+        if let Some(watch) = auth.watch() {
+            shared_tasks.push(watch);
+        }
+        Some(auth)
+    } else {
+        None
+    };
+    let tls = match &config.tls {
+        Some(tls) => {
+            let tls = crate::tls::Tls::new(tls.clone()).map_err(|e| {
+                ServeError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+            })?;
+            shared_tasks.push(tls.watch());
+            Some(tls)
+        }
+        None => None,
+    };
     let serving = Arc::new(Serving {
         cache: cache.clone(),
         metrics: metrics.clone(),
         in_flight: in_flight.clone(),
         default_deadline: config.resilience.default_deadline,
+        auth,
+        audit,
     });
     let fingerprint_api = FingerprintApi::new(
         fingerprint,
@@ -219,8 +249,8 @@ pub async fn serve(
         // and a miss reaches them once for all identical concurrent calls.
         .layer(EdgeLayer::new(serving.clone()))
         .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
+        .add_optional_service(config.reflection.then_some(reflection_v1))
+        .add_optional_service(config.reflection.then_some(reflection_v1alpha))
         .add_service(FingerprintServiceServer::new(fingerprint_api))
         .add_service(StytchServiceServer::new(stytch_api));
 
@@ -228,8 +258,11 @@ pub async fn serve(
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let incoming = crate::resilience::connections::limit(
         incoming,
-        config.resilience.max_connections,
-        config.max_connection_age + config.max_connection_age_grace,
+        crate::resilience::connections::Limits {
+            max: config.resilience.max_connections,
+            life: config.max_connection_age + config.max_connection_age_grace,
+            tls: tls.clone(),
+        },
         metrics.clone(),
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

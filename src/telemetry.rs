@@ -151,6 +151,7 @@ pub fn rpc_span(headers: &http::HeaderMap, name: &'static str) -> tracing::Span 
         rpc.method = method,
         rpc.grpc.status_code = tracing::field::Empty,
         upstream.attempts = tracing::field::Empty,
+        enduser.id = tracing::field::Empty,
     );
     if let Some(parent) = parent {
         let _ = span.set_parent(parent);

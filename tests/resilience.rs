@@ -447,12 +447,10 @@ async fn chaos_thirty_percent_failures() {
     assert!(ok * 100 >= CALLS * 99, "{ok} of {CALLS} OK: {seen:?}");
     h.stop().await;
 
-    // The default budget (0.2, floor 10/s over 10 s): load stays bounded.
-    let h = Harness::start_with(
-        Generation::V4,
-        &quick(&[("GATEWAY_BREAKER_MIN_CALLS", "20")]),
-    )
-    .await;
+    // The default budget (0.2, floor 10/s over 10 s): load stays bounded. (The breaker
+    // stays out of it: on a loaded machine, attempt timeouts could push the failure
+    // rate past its threshold, and this run is about the budget.)
+    let h = Harness::start_with(Generation::V4, &quick(&[])).await;
     h.sandbox.control.record(0);
     faults(&h, chaos);
     let seen = run(&h, "chaos-b", CALLS, 32).await;

@@ -79,6 +79,11 @@ pub struct Serving {
     pub in_flight: InFlight,
     /// The deadline of calls that set none.
     pub default_deadline: Duration,
+    /// Identities and the policy (`None`: no policy, no mesh, authorization off: every
+    /// call is anonymous, and the hot path does not look).
+    pub auth: Option<Arc<crate::auth::Auth>>,
+    /// The audit trail of mutations.
+    pub audit: Arc<crate::audit::Audit>,
 }
 
 /// A call to a cached RPC: answered from the cache when it holds a fresh answer and the
@@ -422,7 +427,7 @@ pub fn cache_mode(headers: &HeaderMap) -> CacheMode {
 
 /// The whole request body, up to [`MAX_REQUEST_BYTES`]. A unary request's body is
 /// nearly always one data frame: that one is kept as it is, without a copy.
-async fn read_body(mut body: Body) -> Option<Bytes> {
+pub async fn read_body(mut body: Body) -> Option<Bytes> {
     let mut first: Option<Bytes> = None;
     let mut more: Option<bytes::BytesMut> = None;
     while let Some(frame) = body.frame().await {
@@ -453,7 +458,7 @@ async fn read_body(mut body: Body) -> Option<Bytes> {
 }
 
 /// The message inside a body that is exactly one uncompressed gRPC frame.
-fn single_frame(body: &Bytes) -> Option<Bytes> {
+pub fn single_frame(body: &Bytes) -> Option<Bytes> {
     let (&flag, rest) = body.split_first()?;
     let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
     (flag == 0 && rest.len() == 4 + len).then(|| body.slice(5..))

@@ -142,7 +142,11 @@ impl StytchService for StytchApi {
         self.cache
             .invalidate(Invalidation::everything(Upstream::Stytch))
             .await;
-        Ok(Response::new(convert::set_rule(result?)))
+        let answer = convert::set_rule(result?);
+        let request_id = crate::audit::UpstreamRequestId(answer.request_id.clone());
+        let mut response = Response::new(answer);
+        response.extensions_mut().insert(request_id);
+        Ok(response)
     }
 
     async fn set_verdict_reason_override(
@@ -178,7 +182,11 @@ impl StytchService for StytchApi {
         self.cache
             .invalidate(Invalidation::everything(Upstream::Stytch))
             .await;
-        Ok(Response::new(convert::verdict_reason_override(result?)))
+        let answer = convert::verdict_reason_override(result?);
+        let request_id = crate::audit::UpstreamRequestId(answer.request_id.clone());
+        let mut response = Response::new(answer);
+        response.extensions_mut().insert(request_id);
+        Ok(response)
     }
 }
 

@@ -1,0 +1,644 @@
+//! Who may call what: each call's caller identity, the policy that says which RPCs a
+//! caller may call, and per-caller limits.
+//!
+//! An identity comes from the first of these that the call has:
+//! 1. the client certificate of a mutual-TLS connection (its SPIFFE URI SAN, else its
+//!    subject CN; see [`crate::tls`]);
+//! 2. a mesh-forwarded identity (Envoy/Istio `x-forwarded-client-cert` `URI=`, or
+//!    Linkerd `l5d-client-id`), only when `GATEWAY_MESH_IDENTITY` names the mesh and
+//!    the connection comes from `GATEWAY_MESH_TRUSTED_PEERS` (the sidecar);
+//! 3. `authorization: Bearer <token>`, whose SHA-256 the policy file holds (never the
+//!    token), compared in constant time.
+//!
+//! The policy file (`GATEWAY_POLICY_FILE`, TOML) names each caller, how it is known and
+//! what it may call:
+//!
+//! ```toml
+//! [[caller]]
+//! name = "checkout"
+//! identities = ["spiffe://cluster.local/ns/shop/sa/checkout"]  # mTLS or mesh
+//! token_sha256 = "…64 hex…"                                      # bearer token
+//! allow = ["FingerprintService/Get*", "StytchService/LookupTelemetry"]
+//! rate = "50/s:10"        # optional: this caller's calls
+//! max_in_flight = 16      # optional: this caller's calls at once
+//! ```
+//!
+//! A pattern is `Service/Method`, where the method may be `*` or end in `*`. The
+//! mutations (UpdateEvent, DeleteVisitorData, SetRule, SetVerdictReasonOverride) are
+//! granted only by their exact name. With `GATEWAY_AUTH=on`, a call with no identity is
+//! UNAUTHENTICATED and one its caller may not make is PERMISSION_DENIED; with it off (the
+//! default, for the sandbox), every call goes through, and known callers are still
+//! named in audit records and metrics. Health and reflection stay open. The file is
+//! re-read when it changes (and on SIGHUP); a file that does not hold is refused with an
+//! error log, and the policy in force stays.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    path::PathBuf,
+    sync::{Arc, RwLock},
+    time::{Duration, SystemTime},
+};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::cidr::Cidr;
+use crate::error::Error;
+use crate::resilience::limiter::Limiter;
+use crate::rpc::Rpc;
+
+/// The name given to calls without an identity (authorization off).
+pub const ANONYMOUS: &str = "anonymous";
+
+/// Which mesh's forwarded identity to trust.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mesh {
+    /// None: mesh headers are ignored.
+    None,
+    /// Envoy / Istio: `x-forwarded-client-cert`, its `URI=`.
+    Envoy,
+    /// Linkerd: `l5d-client-id`.
+    Linkerd,
+}
+
+/// How identities are established and checked.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Refuse calls without an identity or permission.
+    pub enforce: bool,
+    /// The policy file.
+    pub policy_file: Option<PathBuf>,
+    /// The mesh whose forwarded identity is trusted.
+    pub mesh: Mesh,
+    /// Peers (the sidecar) whose mesh headers are trusted.
+    pub mesh_peers: Vec<Cidr>,
+}
+
+/// One caller of the policy.
+#[derive(Debug)]
+pub struct Caller {
+    /// Its name (from the policy, a closed set: it labels metrics).
+    pub name: Arc<str>,
+    grants: Vec<Grant>,
+    limiter: Option<Limiter>,
+    slots: Option<(Arc<Semaphore>, u32)>,
+}
+
+/// Who made a call, and how that is known (kept in the request's extensions).
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The caller, when the policy knows it.
+    pub caller: Option<Arc<Caller>>,
+    /// How the identity was established: `mtls`, `mesh`, `token`, or `none`.
+    pub source: &'static str,
+    /// The identity as presented (a SPIFFE id, a CN, a mesh id; never a token).
+    pub presented: Option<String>,
+}
+
+/// A call's place among its caller's calls in flight, freed when dropped.
+#[derive(Debug)]
+pub struct CallerSlot(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
+
+#[derive(Debug, Clone)]
+struct Grant {
+    service: &'static str,
+    method: Pattern,
+}
+
+#[derive(Debug, Clone)]
+enum Pattern {
+    Exact(String),
+    Prefix(String),
+}
+
+/// The policy in force.
+#[derive(Debug, Default)]
+pub struct Policy {
+    callers: Vec<Arc<Caller>>,
+    by_identity: HashMap<String, usize>,
+    tokens: Vec<([u8; 32], usize)>,
+}
+
+/// Identities, the policy and its reloads.
+#[derive(Debug)]
+pub struct Auth {
+    config: AuthConfig,
+    policy: RwLock<Arc<Policy>>,
+    loaded: RwLock<Option<SystemTime>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default)]
+    caller: Vec<CallerEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallerEntry {
+    name: String,
+    #[serde(default)]
+    token_sha256: Option<String>,
+    #[serde(default)]
+    identities: Vec<String>,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    rate: Option<String>,
+    #[serde(default)]
+    max_in_flight: Option<u32>,
+}
+
+const SERVICES: [(&str, &str); 2] = [
+    (
+        "FingerprintService",
+        "fingerprint.gateway.v1.FingerprintService",
+    ),
+    ("StytchService", "fingerprint.gateway.v1.StytchService"),
+];
+
+// === impl Policy ===
+
+impl Policy {
+    /// Parses and checks a policy file's text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let file: PolicyFile = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+        let mut policy = Policy::default();
+        for (i, entry) in file.caller.into_iter().enumerate() {
+            let name = entry.name;
+            let valid = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if !valid || name == ANONYMOUS {
+                return Err(format!(
+                    "caller {i}: name must be 1 to 64 letters, digits, '-', '_' or '.' (and not {ANONYMOUS:?})"
+                ));
+            }
+            if policy.callers.iter().any(|c| *c.name == *name) {
+                return Err(format!("caller {name:?} appears twice"));
+            }
+            let mut grants = Vec::new();
+            for pattern in &entry.allow {
+                grants.push(Grant::parse(pattern).map_err(|e| format!("caller {name:?}: {e}"))?);
+            }
+            let limiter = match &entry.rate {
+                None => None,
+                Some(rate) => {
+                    let rates = crate::config::parse_rates(rate)
+                        .map_err(|e| format!("caller {name:?}: rate: {e}"))?;
+                    Limiter::new(&rates)
+                }
+            };
+            let slots = match entry.max_in_flight {
+                Some(0) => {
+                    return Err(format!("caller {name:?}: max_in_flight must be at least 1"));
+                }
+                Some(n) => Some((Arc::new(Semaphore::new(n as usize)), n)),
+                None => None,
+            };
+            let index = policy.callers.len();
+            if let Some(hex) = &entry.token_sha256 {
+                let digest = decode_digest(hex).ok_or_else(|| {
+                    format!("caller {name:?}: token_sha256 must be 64 hex digits")
+                })?;
+                if policy.tokens.iter().any(|(d, _)| *d == digest) {
+                    return Err(format!("caller {name:?}: token_sha256 is another caller's"));
+                }
+                policy.tokens.push((digest, index));
+            }
+            for id in entry.identities {
+                if id.is_empty() || id.len() > 512 {
+                    return Err(format!(
+                        "caller {name:?}: identities must be 1 to 512 bytes"
+                    ));
+                }
+                if policy.by_identity.insert(id.clone(), index).is_some() {
+                    return Err(format!("identity {id:?} belongs to two callers"));
+                }
+            }
+            policy.callers.push(Arc::new(Caller {
+                name: name.into(),
+                grants,
+                limiter,
+                slots,
+            }));
+        }
+        Ok(policy)
+    }
+
+    fn by_token(&self, token: &str) -> Option<Arc<Caller>> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        // Every digest is compared, in constant time: the time taken says nothing.
+        let mut found = None;
+        for (d, index) in &self.tokens {
+            if bool::from(d.ct_eq(&digest)) {
+                found = Some(*index);
+            }
+        }
+        found.and_then(|i| self.callers.get(i).cloned())
+    }
+}
+
+fn decode_digest(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+// === impl Grant ===
+
+impl Grant {
+    fn parse(pattern: &str) -> Result<Self, String> {
+        let (service, method) = pattern
+            .split_once('/')
+            .ok_or_else(|| format!("{pattern:?} is not Service/Method"))?;
+        let service = SERVICES
+            .iter()
+            .find(|(short, full)| service == *short || service == *full)
+            .map(|(_, full)| *full)
+            .ok_or_else(|| format!("{pattern:?}: no service {service:?}"))?;
+        let method = match method.strip_suffix('*') {
+            Some(prefix) => Pattern::Prefix(prefix.to_owned()),
+            None => Pattern::Exact(method.to_owned()),
+        };
+        let grant = Self { service, method };
+        // A pattern that can match nothing is a typo.
+        if !Rpc::ALL.iter().any(|rpc| grant.matches_name(*rpc)) {
+            return Err(format!("{pattern:?} matches no RPC"));
+        }
+        Ok(grant)
+    }
+
+    fn matches_name(&self, rpc: Rpc) -> bool {
+        let Some((service, method)) = rpc.path().trim_start_matches('/').split_once('/') else {
+            return false;
+        };
+        service == self.service
+            && match &self.method {
+                Pattern::Exact(m) => m == method,
+                Pattern::Prefix(p) => method.starts_with(p.as_str()),
+            }
+    }
+
+    fn grants(&self, rpc: Rpc) -> bool {
+        // Mutations only by name: a wildcard never lets a caller delete or allow.
+        if rpc.is_mutation() && matches!(self.method, Pattern::Prefix(_)) {
+            return false;
+        }
+        self.matches_name(rpc)
+    }
+}
+
+// === impl Caller ===
+
+impl Caller {
+    /// Whether the policy lets this caller call `rpc`.
+    pub fn may(&self, rpc: Rpc) -> bool {
+        self.grants.iter().any(|g| g.grants(rpc))
+    }
+
+    /// Takes a place under this caller's own limits, or refuses at once.
+    pub fn admit(&self) -> Result<CallerSlot, Error> {
+        if let Some(limiter) = &self.limiter {
+            // No waiting here: a caller over its own rate is told so at once (the
+            // millisecond only absorbs the clock read inside `reserve`).
+            let now = tokio::time::Instant::now();
+            match limiter.reserve(now + Duration::from_millis(1)) {
+                // A turn within the millisecond: taken now.
+                Ok(_) => {}
+                Err(after) => {
+                    return Err(Error::CallerLimited {
+                        caller: self.name.to_string(),
+                        limit: "rate",
+                        retry_after: Some(after),
+                    });
+                }
+            }
+        }
+        match &self.slots {
+            None => Ok(CallerSlot(None)),
+            Some((slots, _)) => match slots.clone().try_acquire_owned() {
+                Ok(permit) => Ok(CallerSlot(Some(permit))),
+                Err(_) => Err(Error::CallerLimited {
+                    caller: self.name.to_string(),
+                    limit: "max_in_flight",
+                    retry_after: None,
+                }),
+            },
+        }
+    }
+}
+
+// === impl Identity ===
+
+impl Identity {
+    /// The caller's name for audit records, metrics and spans.
+    pub fn name(&self) -> &str {
+        self.caller.as_ref().map_or(ANONYMOUS, |c| &c.name)
+    }
+}
+
+// === impl Auth ===
+
+impl Auth {
+    /// Loads the policy file, if any.
+    pub fn new(config: AuthConfig) -> Result<Arc<Self>, String> {
+        let auth = Arc::new(Self {
+            config,
+            policy: RwLock::new(Arc::new(Policy::default())),
+            loaded: RwLock::new(None),
+        });
+        if let Some(path) = &auth.config.policy_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("GATEWAY_POLICY_FILE {}: {e}", path.display()))?;
+            let policy = Policy::parse(&text)
+                .map_err(|e| format!("GATEWAY_POLICY_FILE {}: {e}", path.display()))?;
+            auth.install(policy, modified(path));
+        }
+        Ok(auth)
+    }
+
+    /// Whether calls without permission are refused.
+    pub fn enforces(&self) -> bool {
+        self.config.enforce
+    }
+
+    fn install(&self, policy: Policy, at: Option<SystemTime>) {
+        if let Ok(mut p) = self.policy.write() {
+            *p = Arc::new(policy);
+        }
+        if let Ok(mut l) = self.loaded.write() {
+            *l = at;
+        }
+    }
+
+    fn policy(&self) -> Arc<Policy> {
+        self.policy
+            .read()
+            .map(|p| p.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Re-reads the policy file if it changed (or when `force`); keeps the policy in
+    /// force when the new file does not hold.
+    pub fn reload(&self, force: bool) {
+        let Some(path) = &self.config.policy_file else {
+            return;
+        };
+        let at = modified(path);
+        let last = self.loaded.read().map(|l| *l).unwrap_or(None);
+        if !force && at == last {
+            return;
+        }
+        match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| Policy::parse(&t))
+        {
+            Ok(policy) => {
+                tracing::info!(file = %path.display(), callers = policy.callers.len(), "policy reloaded");
+                self.install(policy, at);
+            }
+            Err(e) => {
+                tracing::error!(file = %path.display(), error = %e, "policy file refused; the previous policy stays in force");
+                // Not again until the file changes again.
+                if let Ok(mut l) = self.loaded.write() {
+                    *l = at;
+                }
+            }
+        }
+    }
+
+    /// Watches the policy file: every second, and on SIGHUP.
+    pub fn watch(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        self.config.policy_file.as_ref()?;
+        let auth = self.clone();
+        Some(tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            #[cfg(unix)]
+            let mut hup =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            loop {
+                #[cfg(unix)]
+                let forced = match hup.as_mut() {
+                    Some(hup) => tokio::select! {
+                        _ = every.tick() => false,
+                        _ = hup.recv() => true,
+                    },
+                    None => {
+                        every.tick().await;
+                        false
+                    }
+                };
+                #[cfg(not(unix))]
+                let forced = {
+                    every.tick().await;
+                    false
+                };
+                auth.reload(forced);
+            }
+        }))
+    }
+
+    /// The identity of a call: its TLS peer's, a trusted mesh header's, or its token's.
+    pub fn identify(
+        &self,
+        headers: &http::HeaderMap,
+        peer: Option<IpAddr>,
+        tls_identity: Option<&str>,
+    ) -> Identity {
+        let policy = self.policy();
+        if let Some(id) = tls_identity {
+            return Identity {
+                caller: policy
+                    .by_identity
+                    .get(id)
+                    .and_then(|i| policy.callers.get(*i).cloned()),
+                source: "mtls",
+                presented: Some(id.to_owned()),
+            };
+        }
+        if let Some(id) = self.mesh_identity(headers, peer) {
+            return Identity {
+                caller: policy
+                    .by_identity
+                    .get(&id)
+                    .and_then(|i| policy.callers.get(*i).cloned()),
+                source: "mesh",
+                presented: Some(id),
+            };
+        }
+        let token = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        if let Some(token) = token {
+            return Identity {
+                caller: policy.by_token(token),
+                source: "token",
+                presented: None,
+            };
+        }
+        Identity {
+            caller: None,
+            source: "none",
+            presented: None,
+        }
+    }
+
+    fn mesh_identity(&self, headers: &http::HeaderMap, peer: Option<IpAddr>) -> Option<String> {
+        let header = match self.config.mesh {
+            Mesh::None => return None,
+            Mesh::Envoy => "x-forwarded-client-cert",
+            Mesh::Linkerd => "l5d-client-id",
+        };
+        let value = headers.get(header)?.to_str().ok()?;
+        let trusted = peer.is_some_and(|ip| self.config.mesh_peers.iter().any(|c| c.contains(ip)));
+        if !trusted {
+            tracing::debug!(
+                header,
+                ?peer,
+                "mesh identity header from an untrusted peer ignored"
+            );
+            return None;
+        }
+        match self.config.mesh {
+            Mesh::Linkerd => Some(value.trim().to_owned()).filter(|v| !v.is_empty()),
+            // The last element is the hop closest to us: our sidecar's view of its client.
+            Mesh::Envoy => value
+                .rsplit(',')
+                .next()?
+                .split(';')
+                .find_map(|kv| kv.trim().strip_prefix("URI="))
+                .map(|v| v.trim_matches('"').to_owned())
+                .filter(|v| !v.is_empty()),
+            Mesh::None => None,
+        }
+    }
+
+    /// Whether `identity` may call `rpc`: `Ok` when allowed (or not enforced), else the
+    /// refusal.
+    pub fn authorize(&self, identity: &Identity, rpc: Rpc) -> Result<(), Error> {
+        if !self.config.enforce {
+            return Ok(());
+        }
+        let permission = format!("{}/{}", service_of(rpc), rpc.name());
+        match &identity.caller {
+            Some(caller) if caller.may(rpc) => Ok(()),
+            Some(caller) => Err(Error::PermissionDenied {
+                caller: caller.name.to_string(),
+                permission,
+            }),
+            None if identity.source == "none" => Err(Error::Unauthenticated {
+                why: "the call carries no identity: a client certificate, a trusted mesh identity or a bearer token",
+            }),
+            None if identity.source == "token" => Err(Error::Unauthenticated {
+                why: "the bearer token belongs to no caller of the policy",
+            }),
+            None => Err(Error::PermissionDenied {
+                caller: identity
+                    .presented
+                    .as_deref()
+                    .map(|p| p.chars().take(64).collect())
+                    .unwrap_or_default(),
+                permission,
+            }),
+        }
+    }
+}
+
+fn service_of(rpc: Rpc) -> &'static str {
+    match rpc.upstream() {
+        Some(crate::error::Upstream::Stytch) => "StytchService",
+        _ => "FingerprintService",
+    }
+}
+
+fn modified(path: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(token: &str) -> String {
+        Sha256::digest(token.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    #[test]
+    fn wildcards_never_grant_mutations() {
+        let policy = Policy::parse(&format!(
+            r#"
+            [[caller]]
+            name = "reader"
+            token_sha256 = "{}"
+            allow = ["FingerprintService/*", "StytchService/*"]
+            [[caller]]
+            name = "eraser"
+            token_sha256 = "{}"
+            allow = ["FingerprintService/DeleteVisitorData"]
+            "#,
+            digest("t1"),
+            digest("t2")
+        ))
+        .unwrap();
+        let reader = policy.by_token("t1").unwrap();
+        assert!(reader.may(Rpc::GetEvent) && reader.may(Rpc::ListRules));
+        for m in [
+            Rpc::UpdateEvent,
+            Rpc::DeleteVisitorData,
+            Rpc::SetRule,
+            Rpc::SetVerdictReasonOverride,
+        ] {
+            assert!(!reader.may(m), "{m:?}");
+        }
+        let eraser = policy.by_token("t2").unwrap();
+        assert!(eraser.may(Rpc::DeleteVisitorData) && !eraser.may(Rpc::GetEvent));
+        assert!(policy.by_token("t3").is_none());
+    }
+
+    #[test]
+    fn a_policy_that_does_not_hold_is_refused_with_the_reason() {
+        for (text, says) in [
+            (
+                "[[caller]]\nname = \"a\"\nallow = [\"Nope/GetEvent\"]",
+                "no service",
+            ),
+            (
+                "[[caller]]\nname = \"a\"\nallow = [\"FingerprintService/GetEvnt\"]",
+                "matches no RPC",
+            ),
+            (
+                "[[caller]]\nname = \"a\"\n[[caller]]\nname = \"a\"",
+                "twice",
+            ),
+            ("[[caller]]\nname = \"a\"\ntoken_sha256 = \"zz\"", "64 hex"),
+            ("[[caller]]\nname = \"a\"\nalow = []", "unknown field"),
+            ("[[caller]]\nname = \"a b\"", "name must be"),
+        ] {
+            let e = Policy::parse(text).unwrap_err();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
+}
