@@ -312,7 +312,7 @@ async fn old_connections_are_recycled_and_the_client_reconnects_without_failing_
         ],
     )
     .await;
-    let mut fp = h.fingerprint();
+    let fp = h.fingerprint();
     // Calls for 2 s over one channel: its connection is recycled several times.
     let until = std::time::Instant::now() + Duration::from_secs(2);
     let mut calls = 0;
