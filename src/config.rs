@@ -312,6 +312,36 @@ pub const SETTINGS: &[Setting] = &[
         "largest upstream answer body accepted (at least 1024)",
     ),
     setting(
+        "FINGERPRINT_SECRET_API_KEY_FILE",
+        None,
+        Kind::Text,
+        "file holding FINGERPRINT_SECRET_API_KEY (a mounted Secret); re-read on change and SIGHUP, the new key used from the next upstream call",
+    ),
+    setting(
+        "STYTCH_SECRET_FILE",
+        None,
+        Kind::Text,
+        "file holding STYTCH_SECRET; re-read on change and SIGHUP",
+    ),
+    setting(
+        "FINGERPRINT_SEALED_RESULT_KEYS_FILE",
+        None,
+        Kind::Text,
+        "file holding FINGERPRINT_SEALED_RESULT_KEYS; re-read on change and SIGHUP",
+    ),
+    setting(
+        "FINGERPRINT_WEBHOOK_SECRETS_FILE",
+        None,
+        Kind::Text,
+        "file holding FINGERPRINT_WEBHOOK_SECRETS; re-read on change and SIGHUP",
+    ),
+    setting(
+        "GATEWAY_REDIS_ENCRYPTION_KEY_FILE",
+        None,
+        Kind::Text,
+        "file holding GATEWAY_REDIS_ENCRYPTION_KEY (read at start-up: every replica must change it together)",
+    ),
+    setting(
         "GATEWAY_AUTH",
         Some("false"),
         Kind::Bool,
@@ -784,6 +814,8 @@ pub struct Config {
     pub reflection: bool,
     /// Where the audit trail goes.
     pub audit_log: String,
+    /// Secret settings read from files (watched and rotated live): setting, path.
+    pub secret_files: Vec<(&'static str, std::path::PathBuf)>,
     /// Age after which a client connection is asked to reconnect.
     pub max_connection_age: Duration,
     /// Time calls on such a connection may still take.
@@ -1007,6 +1039,11 @@ impl Config {
             sealed_result_keys,
             webhook_secrets,
             redis: redis_config(&v)?,
+            secret_files: FILE_VARIANTS
+                .iter()
+                .filter(|(secret, _)| *secret != "GATEWAY_REDIS_ENCRYPTION_KEY")
+                .filter_map(|(secret, file)| get(file).map(|p| (*secret, p.into())))
+                .collect(),
             auth: auth_config(&v)?,
             tls: tls_config(&v)?,
             reflection: v.bool("GATEWAY_REFLECTION")?,
@@ -1142,7 +1179,23 @@ impl Values<'_> {
     fn value(&self, name: &'static str) -> Result<Option<Value>, ConfigError> {
         let row =
             setting_named(name).ok_or_else(|| invalid(name, "is not a setting (a gateway bug)"))?;
-        match (self.get)(name).or_else(|| row.default.map(str::to_owned)) {
+        let given = (self.get)(name);
+        // A secret may come from a file instead (`X_FILE`), never from both.
+        let from_file =
+            match file_variant(name).and_then(|file| (self.get)(file).map(|p| (file, p))) {
+                None => None,
+                Some((file, _)) if given.is_some() => {
+                    return Err(invalid(file, format!("and {name} are both set; set one")));
+                }
+                Some((file, path)) => Some(
+                    crate::secrets::read(std::path::Path::new(&path))
+                        .map_err(|e| invalid(file, format!("cannot read {path}: {e}")))?,
+                ),
+            };
+        match given
+            .or(from_file)
+            .or_else(|| row.default.map(str::to_owned))
+        {
             Some(text) if !text.trim().is_empty() => row.parse(&text).map(Some),
             _ => Ok(None),
         }
@@ -1458,6 +1511,56 @@ fn tls_config(v: &Values<'_>) -> Result<Option<crate::tls::TlsConfig>, ConfigErr
     }
 }
 
+/// The secret settings that may come from a file, and the setting naming the file.
+pub const FILE_VARIANTS: [(&str, &str); 5] = [
+    (
+        "FINGERPRINT_SECRET_API_KEY",
+        "FINGERPRINT_SECRET_API_KEY_FILE",
+    ),
+    ("STYTCH_SECRET", "STYTCH_SECRET_FILE"),
+    (
+        "FINGERPRINT_SEALED_RESULT_KEYS",
+        "FINGERPRINT_SEALED_RESULT_KEYS_FILE",
+    ),
+    (
+        "FINGERPRINT_WEBHOOK_SECRETS",
+        "FINGERPRINT_WEBHOOK_SECRETS_FILE",
+    ),
+    (
+        "GATEWAY_REDIS_ENCRYPTION_KEY",
+        "GATEWAY_REDIS_ENCRYPTION_KEY_FILE",
+    ),
+];
+
+fn file_variant(name: &str) -> Option<&'static str> {
+    FILE_VARIANTS
+        .iter()
+        .find(|(secret, _)| *secret == name)
+        .map(|(_, file)| *file)
+}
+
+/// Sealed-result keys from a setting's text (for rotation).
+pub fn sealed_keys_from(text: &str) -> Result<Vec<SealedKey>, String> {
+    let row = setting_named("FINGERPRINT_SEALED_RESULT_KEYS").ok_or("no such setting")?;
+    match row.parse(text).map_err(|e| e.to_string())? {
+        Value::List(keys) => keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| parse_sealed_key(i, k).map_err(|e| e.to_string()))
+            .collect(),
+        _ => Err("not a list".to_owned()),
+    }
+}
+
+/// Webhook secrets from a setting's text (for rotation).
+pub fn webhook_secrets_from(text: &str) -> Result<Vec<Secret>, String> {
+    let row = setting_named("FINGERPRINT_WEBHOOK_SECRETS").ok_or("no such setting")?;
+    match row.parse(text).map_err(|e| e.to_string())? {
+        Value::List(secrets) => Ok(secrets.into_iter().map(Secret::new).collect()),
+        _ => Err("not a list".to_owned()),
+    }
+}
+
 /// The Redis settings, when `GATEWAY_REDIS_URL` is set.
 fn redis_config(v: &Values<'_>) -> Result<Option<RedisConfig>, ConfigError> {
     let Some(url) = v.text_opt("GATEWAY_REDIS_URL")? else {
@@ -1602,6 +1705,18 @@ fn read_file(path: &PathBuf) -> Result<HashMap<&'static str, String>, ConfigErro
         path: path.clone(),
         reason: e.to_string(),
     })?;
+    parse_file(&text, path)
+}
+
+impl Config {
+    /// The configuration a TOML file's text gives, alone (the fuzz target's entry).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let map = parse_file(text, &PathBuf::from("<text>"))?;
+        Self::from_lookup(&|name| map.get(name).cloned())
+    }
+}
+
+fn parse_file(text: &str, path: &PathBuf) -> Result<HashMap<&'static str, String>, ConfigError> {
     let table: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| ConfigError::File {

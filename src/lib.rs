@@ -41,6 +41,7 @@ pub mod resilience;
 pub mod rpc;
 pub mod sandbox;
 pub mod sealed;
+pub mod secrets;
 pub mod server;
 pub mod service;
 pub mod shared;

@@ -66,15 +66,19 @@ pub async fn serve(
     let metrics = Arc::new(Metrics::new());
     let shared = match &config.redis {
         Some(redis) => {
-            let account = crate::upstream::account_digest(&format!(
-                "{}|{}|{}",
+            let account = account_of(
                 config
                     .fingerprint
                     .as_ref()
-                    .map_or("", |f| f.secret_api_key.expose()),
-                config.stytch.as_ref().map_or("", |s| s.project_id.as_str()),
-                config.stytch.as_ref().map_or("", |s| s.secret.expose()),
-            ));
+                    .map(|f| crate::upstream::account_digest(f.secret_api_key.expose())),
+                config.stytch.as_ref().map(|s| {
+                    crate::upstream::account_digest(&format!(
+                        "{}|{}",
+                        s.project_id,
+                        s.secret.expose()
+                    ))
+                }),
+            );
             Some(
                 crate::shared::Shared::new(redis, &account, metrics.clone()).map_err(|e| {
                     ServeError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
@@ -156,6 +160,15 @@ pub async fn serve(
         config.webhook_secrets.clone(),
     );
     let stytch_api = StytchApi::new(stytch, cache.clone());
+    if !config.secret_files.is_empty() {
+        shared_tasks.push(rotate(
+            &config,
+            &fingerprint_api,
+            &stytch_api,
+            cache.clone(),
+            shared.clone(),
+        ));
+    }
 
     let (health, health_service) = tonic_health::server::health_reporter();
     // Each service reports SERVING only when its upstream is configured.
@@ -309,6 +322,78 @@ pub const BREAKER_HEALTH_NAMES: [&str; 2] = [
     "fingerprint.gateway.v1.upstream.fingerprint",
     "fingerprint.gateway.v1.upstream.stytch",
 ];
+
+/// The account identity of both upstreams' credentials (the shared cache's key space).
+fn account_of(fingerprint: Option<String>, stytch: Option<String>) -> String {
+    crate::upstream::account_digest(&format!(
+        "{}|{}",
+        fingerprint.unwrap_or_default(),
+        stytch.unwrap_or_default()
+    ))
+}
+
+/// Watches the secret files and applies what changes (see [`crate::secrets`]).
+fn rotate(
+    config: &Config,
+    fingerprint_api: &FingerprintApi,
+    stytch_api: &StytchApi,
+    cache: Cache,
+    shared: Option<Arc<crate::shared::Shared>>,
+) -> tokio::task::JoinHandle<()> {
+    let files = config
+        .secret_files
+        .iter()
+        .map(|(setting, path)| {
+            let now = crate::secrets::read(path).ok();
+            crate::secrets::Watched::new(setting, path.clone(), now.as_deref())
+        })
+        .collect();
+    let fp = fingerprint_api.secrets();
+    let st = stytch_api.secrets();
+    crate::secrets::watch(files, move |setting, value| {
+        let credentials = match setting {
+            "FINGERPRINT_SECRET_API_KEY" => {
+                let current = fp.client.get();
+                let client = current
+                    .as_ref()
+                    .as_ref()
+                    .ok_or("fingerprint.com is not configured")?;
+                let next = client.rotated(Secret::new(value))?;
+                fp.client.set(Some(Arc::new(next)));
+                true
+            }
+            "STYTCH_SECRET" => {
+                let current = st.get();
+                let client = current
+                    .as_ref()
+                    .as_ref()
+                    .ok_or("Stytch is not configured")?;
+                st.set(Some(Arc::new(client.rotated(Secret::new(value)))));
+                true
+            }
+            "FINGERPRINT_SEALED_RESULT_KEYS" => {
+                fp.sealed_keys.set(crate::config::sealed_keys_from(value)?);
+                false
+            }
+            "FINGERPRINT_WEBHOOK_SECRETS" => {
+                fp.webhook_secrets
+                    .set(crate::config::webhook_secrets_from(value)?);
+                false
+            }
+            other => return Err(format!("{other} is not rotated live")),
+        };
+        if credentials {
+            // Another key may be another account: never serve the old one's answers.
+            cache.clear_local();
+            if let Some(shared) = &shared {
+                let fp_account = fp.client.get().as_ref().as_ref().map(|c| c.account());
+                let st_account = st.get().as_ref().as_ref().map(|c| c.account());
+                shared.set_account(&account_of(fp_account, st_account));
+            }
+        }
+        Ok(())
+    })
+}
 
 /// Keeps the cache-size gauges current.
 async fn report_cache_size(cache: Cache, metrics: Arc<Metrics>) {

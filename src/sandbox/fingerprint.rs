@@ -141,7 +141,12 @@ fn auth(state: &AppState, headers: &HeaderMap, generation: Gen, op: Op) -> Resul
         |code, message| Err(error(generation, op, StatusCode::FORBIDDEN, code, message));
     match given {
         None | Some("") => forbidden(KEY_REQUIRED, "secret API key in header is missing or empty"),
-        Some(key) if key == state.creds.fingerprint_secret => Ok(()),
+        Some(key)
+            if key == state.creds.fingerprint_secret
+                || state.creds.also_accepted.iter().any(|k| k == key) =>
+        {
+            Ok(())
+        }
         Some(_) => forbidden(KEY_NOT_FOUND, "secret API key not found"),
     }
 }

@@ -63,6 +63,9 @@ pub struct Credentials {
     pub stytch_project_id: String,
     /// Stytch secret.
     pub stytch_secret: String,
+    /// More fingerprint.com keys and Stytch secrets accepted besides these, as a vendor
+    /// accepts the old and the new key while one is rotated.
+    pub also_accepted: Vec<String>,
 }
 
 /// What every handler shares.
@@ -101,6 +104,7 @@ impl Default for Credentials {
             fingerprint_secret: "sandbox-fingerprint-secret-key".to_owned(),
             stytch_project_id: "project-test-sandbox".to_owned(),
             stytch_secret: "secret-test-sandbox".to_owned(),
+            also_accepted: Vec::new(),
         }
     }
 }

@@ -39,7 +39,10 @@ fn request(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Json, 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
-    if given.as_deref() != Some(expected.as_bytes()) {
+    let rotated = state.creds.also_accepted.iter().any(|s| {
+        given.as_deref() == Some(format!("{}:{s}", state.creds.stytch_project_id).as_bytes())
+    });
+    if given.as_deref() != Some(expected.as_bytes()) && !rotated {
         return Err(error(
             StatusCode::UNAUTHORIZED,
             "unauthorized_credentials",

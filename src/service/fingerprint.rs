@@ -24,6 +24,7 @@ use crate::proto::v1::{
     VerifyWebhookSignatureResponse, fingerprint_service_server::FingerprintService,
 };
 use crate::rpc::Rpc;
+use crate::secrets::Live;
 use crate::upstream::fingerprint::{FingerprintClient, V4_PAGE_MAX, VisitsFilter};
 
 /// Default and largest `GetVisitsRequest.page_size` (v3's default and largest page;
@@ -48,10 +49,21 @@ pub const NOT_READY_RETRY_BUDGET: Duration = Duration::from_secs(10);
 /// The `FingerprintService` implementation.
 #[derive(Clone)]
 pub struct FingerprintApi {
-    client: Option<Arc<FingerprintClient>>,
+    client: Arc<Live<Option<Arc<FingerprintClient>>>>,
     cache: Cache,
-    sealed_keys: Arc<[SealedKey]>,
-    webhook_secrets: Arc<[Secret]>,
+    sealed_keys: Arc<Live<Vec<SealedKey>>>,
+    webhook_secrets: Arc<Live<Vec<Secret>>>,
+}
+
+/// What a rotation replaces in [`FingerprintApi`] (shared with it).
+#[derive(Clone)]
+pub struct FingerprintSecrets {
+    /// The upstream client (its key).
+    pub client: Arc<Live<Option<Arc<FingerprintClient>>>>,
+    /// Sealed-result keys.
+    pub sealed_keys: Arc<Live<Vec<SealedKey>>>,
+    /// Webhook secrets.
+    pub webhook_secrets: Arc<Live<Vec<Secret>>>,
 }
 
 /// The answer stream of StreamEvents.
@@ -86,15 +98,25 @@ impl FingerprintApi {
         webhook_secrets: Vec<Secret>,
     ) -> Self {
         Self {
-            client: client.map(Arc::new),
+            client: Arc::new(Live::new(client.map(Arc::new))),
             cache,
-            sealed_keys: sealed_keys.into(),
-            webhook_secrets: webhook_secrets.into(),
+            sealed_keys: Arc::new(Live::new(sealed_keys)),
+            webhook_secrets: Arc::new(Live::new(webhook_secrets)),
         }
     }
 
-    fn client(&self) -> Result<&Arc<FingerprintClient>, Error> {
-        self.client.as_ref().ok_or(Error::NotConfigured {
+    /// The handles a rotation replaces.
+    pub fn secrets(&self) -> FingerprintSecrets {
+        FingerprintSecrets {
+            client: self.client.clone(),
+            sealed_keys: self.sealed_keys.clone(),
+            webhook_secrets: self.webhook_secrets.clone(),
+        }
+    }
+
+    /// The client in use now: the call keeps it (and its key) to the end.
+    fn client(&self) -> Result<Arc<FingerprintClient>, Error> {
+        (*self.client.get()).clone().ok_or(Error::NotConfigured {
             what: "fingerprint.com",
             upstream: Some(Upstream::Fingerprint),
             setting: "FINGERPRINT_SECRET_API_KEY",
@@ -334,7 +356,7 @@ impl FingerprintService for FingerprintApi {
                     end: req.end,
                     ..EventFilter::default()
                 };
-                let page = visits_v4(client, &filter, size, upstream_key).await?;
+                let page = visits_v4(&client, &filter, size, upstream_key).await?;
                 (req.visitor_id.clone(), page)
             }
             Generation::V3 => {
@@ -416,7 +438,7 @@ impl FingerprintService for FingerprintApi {
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
         let deadline = deadline(&request).map(|d| Instant::now() + d);
         let req = request.into_inner();
-        let client = self.client()?.clone();
+        let client = self.client()?;
         let filter = req.filter.clone().unwrap_or_default();
         check_filter(&filter, client.generation())?;
         let max = u64::try_from(req.max_events).map_err(|_| {
@@ -559,7 +581,8 @@ impl FingerprintService for FingerprintApi {
         request: Request<UnsealEventRequest>,
     ) -> Result<Response<UnsealEventResponse>, Status> {
         let req = request.into_inner();
-        let event = crate::sealed::unseal(&req.sealed, &self.sealed_keys).map_err(Error::from)?;
+        let keys = self.sealed_keys.get();
+        let event = crate::sealed::unseal(&req.sealed, &keys).map_err(Error::from)?;
         Ok(Response::new(UnsealEventResponse { event: Some(event) }))
     }
 
@@ -568,7 +591,8 @@ impl FingerprintService for FingerprintApi {
         request: Request<VerifyWebhookSignatureRequest>,
     ) -> Result<Response<VerifyWebhookSignatureResponse>, Status> {
         let req = request.into_inner();
-        if self.webhook_secrets.is_empty() {
+        let webhook_secrets = self.webhook_secrets.get();
+        if webhook_secrets.is_empty() {
             return Err(Error::NotConfigured {
                 what: "webhook verification",
                 upstream: None,
@@ -590,7 +614,7 @@ impl FingerprintService for FingerprintApi {
             )
             .into());
         }
-        let valid = crate::webhook::verify(&req.header, &req.body, &self.webhook_secrets);
+        let valid = crate::webhook::verify(&req.header, &req.body, &webhook_secrets);
         let event = valid
             .then(|| serde_json::from_slice(&req.body).ok())
             .flatten()

@@ -19,6 +19,7 @@ use crate::proto::v1::{
     LookupTelemetryRequest, LookupTelemetryResponse, stytch_service_server::StytchService,
 };
 use crate::rpc::Rpc;
+use crate::secrets::Live;
 use crate::upstream::stytch::StytchClient;
 
 /// Default and largest `ListRulesRequest.page_size` (Stytch's own).
@@ -29,7 +30,7 @@ pub const MAX_REASONS_PAGE: u32 = 1000;
 /// The `StytchService` implementation.
 #[derive(Clone)]
 pub struct StytchApi {
-    client: Option<Arc<StytchClient>>,
+    client: Arc<Live<Option<Arc<StytchClient>>>>,
     cache: Cache,
 }
 
@@ -39,13 +40,19 @@ impl StytchApi {
     /// The service; `client` is `None` when Stytch is not configured.
     pub fn new(client: Option<StytchClient>, cache: Cache) -> Self {
         Self {
-            client: client.map(Arc::new),
+            client: Arc::new(Live::new(client.map(Arc::new))),
             cache,
         }
     }
 
-    fn client(&self) -> Result<&Arc<StytchClient>, Error> {
-        self.client.as_ref().ok_or(Error::NotConfigured {
+    /// The client a rotation replaces (shared with the service).
+    pub fn secrets(&self) -> Arc<Live<Option<Arc<StytchClient>>>> {
+        self.client.clone()
+    }
+
+    /// The client in use now: the call keeps it (and its secret) to the end.
+    fn client(&self) -> Result<Arc<StytchClient>, Error> {
+        (*self.client.get()).clone().ok_or(Error::NotConfigured {
             what: "Stytch",
             upstream: Some(Upstream::Stytch),
             setting: "STYTCH_PROJECT_ID and STYTCH_SECRET",

@@ -54,7 +54,9 @@ const FORMAT: u8 = 1;
 pub struct Shared {
     conn: ConnectionManager,
     client: redis::Client,
-    ns: String,
+    prefix: String,
+    /// `{prefix:account}:v1`: follows the account when its key rotates.
+    ns: std::sync::RwLock<Arc<str>>,
     channel: String,
     cipher: Option<Aes256Gcm>,
     timeout: Duration,
@@ -90,7 +92,7 @@ pub struct Unavailable;
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
-            .field("ns", &self.ns)
+            .field("ns", &self.ns())
             .field("replica", &self.replica)
             .finish_non_exhaustive()
     }
@@ -209,7 +211,9 @@ impl Shared {
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager)
             .map_err(|e| format!("cannot set up the Redis connection: {:?}", e.kind()))?;
         let ns = format!("{{{}:{account}}}:v{FORMAT}", config.prefix);
-        let channel = format!("{}:{account}:v{FORMAT}:invalidations", config.prefix);
+        // One channel for the deployment, whatever the account: replicas that rotate a
+        // key a moment apart still hear each other.
+        let channel = format!("{}:v{FORMAT}:invalidations", config.prefix);
         let cipher = config
             .encryption_key
             .as_ref()
@@ -217,7 +221,8 @@ impl Shared {
         Ok(Arc::new(Self {
             conn,
             client,
-            ns,
+            prefix: config.prefix.clone(),
+            ns: std::sync::RwLock::new(ns.into()),
             channel,
             cipher,
             timeout: config.timeout,
@@ -277,10 +282,24 @@ impl Shared {
         u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
     }
 
+    fn ns(&self) -> Arc<str> {
+        self.ns
+            .read()
+            .map(|n| n.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Moves to the key space of `account` (the upstream credentials rotated).
+    pub fn set_account(&self, account: &str) {
+        let ns: Arc<str> = format!("{{{}:{account}}}:v{FORMAT}", self.prefix).into();
+        let mut slot = self.ns.write().unwrap_or_else(|e| e.into_inner());
+        *slot = ns;
+    }
+
     fn entry_key(&self, key: &Key) -> String {
         let digest = Sha256::digest(key.request());
         let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-        format!("{}:e:{}:{hex}", self.ns, key.rpc().index())
+        format!("{}:e:{}:{hex}", self.ns(), key.rpc().index())
     }
 
     fn lock_key(entry_key: &str) -> String {
@@ -288,15 +307,15 @@ impl Shared {
     }
 
     fn gen_key(&self, rpc: Rpc) -> String {
-        format!("{}:g:{}", self.ns, rpc.index())
+        format!("{}:g:{}", self.ns(), rpc.index())
     }
 
     fn epoch_key(&self, upstream: Upstream) -> String {
-        format!("{}:x:{}", self.ns, upstream.label())
+        format!("{}:x:{}", self.ns(), upstream.label())
     }
 
     fn tag_key(&self, upstream: Upstream, tag: Tag) -> String {
-        format!("{}:t:{}:{:016x}", self.ns, upstream.label(), tag.bits())
+        format!("{}:t:{}:{:016x}", self.ns(), upstream.label(), tag.bits())
     }
 
     /// Runs one Redis operation within the timeout, recording it.
@@ -518,7 +537,7 @@ impl Shared {
         let script = Script::new(RESERVE);
         let mut call = script.prepare_invoke();
         for i in 0..rules.len() {
-            call.key(format!("{}:q:{}:{scope}:{i}", self.ns, upstream.label()));
+            call.key(format!("{}:q:{}:{scope}:{i}", self.ns(), upstream.label()));
         }
         call.arg(micros(max_wait));
         for (interval, tolerance) in rules {

@@ -5,7 +5,7 @@ use reqwest::{Method, Url, header::HeaderValue};
 use serde_json::Value as Json;
 
 use super::{Call, ErrorShape, Http, JsonObject, account_digest};
-use crate::config::{FingerprintConfig, Generation};
+use crate::config::{FingerprintConfig, Generation, Secret};
 use crate::convert::json::timestamp_to_millis;
 use crate::error::{Error, Resource, Upstream};
 use crate::proto::v1::EventFilter;
@@ -63,6 +63,22 @@ impl FingerprintClient {
             auth,
             identity,
         })
+    }
+
+    /// The same client with another key. The identity that binds page tokens stays,
+    /// so that a caller paging across a rotation is not refused; the cache follows the
+    /// key by itself (see [`crate::secrets`]).
+    pub fn rotated(&self, key: Secret) -> Result<Self, String> {
+        let mut config = self.config.clone();
+        config.secret_api_key = key;
+        let mut next = Self::new(self.http.clone(), config)?;
+        next.identity.clone_from(&self.identity);
+        Ok(next)
+    }
+
+    /// The account digest of the key in use (for the shared cache's key space).
+    pub fn account(&self) -> String {
+        account_digest(self.config.secret_api_key.expose())
     }
 
     /// The upstream generation.

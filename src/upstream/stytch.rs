@@ -49,6 +49,25 @@ impl StytchClient {
         }
     }
 
+    /// The same client with another secret; the page-token identity stays (see
+    /// [`super::fingerprint::FingerprintClient::rotated`]).
+    pub fn rotated(&self, secret: crate::config::Secret) -> Self {
+        let mut config = self.config.clone();
+        config.secret = secret;
+        let mut next = Self::new(self.http.clone(), config);
+        next.identity.clone_from(&self.identity);
+        next
+    }
+
+    /// The account digest of the credentials in use.
+    pub fn account(&self) -> String {
+        super::account_digest(&format!(
+            "{}|{}",
+            self.config.project_id,
+            self.config.secret.expose()
+        ))
+    }
+
     /// What distinguishes this upstream from another one for caching.
     pub fn identity(&self) -> &str {
         &self.identity
