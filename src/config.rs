@@ -1716,11 +1716,11 @@ impl Config {
     }
 }
 
-fn parse_file(text: &str, path: &PathBuf) -> Result<HashMap<&'static str, String>, ConfigError> {
+fn parse_file(text: &str, path: &std::path::Path) -> Result<HashMap<&'static str, String>, ConfigError> {
     let table: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| ConfigError::File {
-            path: path.clone(),
+            path: path.to_path_buf(),
             reason: e.message().to_owned(),
         })?;
     let mut out = HashMap::new();
@@ -1731,7 +1731,7 @@ fn parse_file(text: &str, path: &PathBuf) -> Result<HashMap<&'static str, String
             .find(|name| name.eq_ignore_ascii_case(&key))
         else {
             return Err(ConfigError::UnknownKey {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 key,
             });
         };
@@ -1746,7 +1746,7 @@ fn parse_file(text: &str, path: &PathBuf) -> Result<HashMap<&'static str, String
                 .join(","),
             other => {
                 return Err(ConfigError::File {
-                    path: path.clone(),
+                    path: path.to_path_buf(),
                     reason: format!("{key}: unsupported value {other}"),
                 });
             }
