@@ -1716,7 +1716,10 @@ impl Config {
     }
 }
 
-fn parse_file(text: &str, path: &std::path::Path) -> Result<HashMap<&'static str, String>, ConfigError> {
+fn parse_file(
+    text: &str,
+    path: &std::path::Path,
+) -> Result<HashMap<&'static str, String>, ConfigError> {
     let table: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| ConfigError::File {

@@ -79,6 +79,7 @@ where
         let method = Method::from_path(request.uri().path());
         let span = crate::telemetry::rpc_span(request.headers(), method.name());
         let _entered = span.enter();
+        let mut caller = None;
         let call = match method {
             Method::Rpc(rpc) => {
                 // The ready service serves this call; a clone takes its place.
@@ -99,6 +100,10 @@ where
                         .and_then(|p| p.identity.clone());
                     auth.identify(request.headers(), peer, tls.as_deref())
                 });
+                caller = identity
+                    .as_ref()
+                    .and_then(|i| i.caller.as_ref())
+                    .map(|c| c.name.clone());
                 let verdict = match (&serving.auth, &identity) {
                     (Some(auth), Some(identity)) => {
                         span.record("enduser.id", identity.name());
@@ -154,6 +159,7 @@ where
             method,
             started,
             serving: self.serving.clone(),
+            caller,
         }
     }
 }
@@ -179,6 +185,7 @@ pin_project_lite::pin_project! {
         method: Method,
         started: Instant,
         serving: Arc<Serving>,
+        caller: Option<Arc<str>>,
     }
 }
 
@@ -209,6 +216,9 @@ where
             Err(never) => match *never {},
         };
         this.serving.metrics.rpc(*this.method, code, *this.started);
+        if let Some(caller) = this.caller.as_deref() {
+            this.serving.metrics.caller_rpc(caller, *this.method, code);
+        }
         if !this.span.is_none() {
             this.span.record("rpc.grpc.status_code", code as i32);
             if let Ok(r) = &response

@@ -121,6 +121,13 @@ struct NotSentLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallerLabels {
+    caller: String,
+    rpc: Method,
+    code: CodeLabel,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpLabels {
     op: Word,
 }
@@ -149,6 +156,7 @@ pub struct Metrics {
     shed: Counter,
     in_flight: Gauge,
     redis_up: Gauge,
+    caller_rpcs: Family<CallerLabels, Counter>,
     cache_bytes: Gauge,
     cache_entries: Gauge,
     connections_open: Gauge,
@@ -333,6 +341,12 @@ impl Metrics {
             "calls the services are working on (cache hits, health and reflection not counted)",
             in_flight.clone(),
         );
+        let caller_rpcs = Family::<CallerLabels, Counter>::default();
+        registry.register(
+            "caller_rpc",
+            "gRPC calls of callers the policy names, by caller, RPC and status code (the callers are the policy's, a closed set)",
+            caller_rpcs.clone(),
+        );
         let cache_bytes = Gauge::default();
         registry.register(
             "cache_bytes",
@@ -414,6 +428,7 @@ impl Metrics {
             shed,
             in_flight,
             redis_up,
+            caller_rpcs,
             cache_bytes,
             cache_entries,
             connections_open,
@@ -430,6 +445,17 @@ impl Metrics {
         let _ = metrics.rpc_counter(Method::Unknown, tonic::Code::Unimplemented);
         let _ = metrics.rpc_histogram(Method::Unknown);
         metrics
+    }
+
+    /// Counts one call of a caller the policy names.
+    pub fn caller_rpc(&self, caller: &str, method: Method, code: tonic::Code) {
+        self.caller_rpcs
+            .get_or_create(&CallerLabels {
+                caller: caller.to_owned(),
+                rpc: method,
+                code: CodeLabel(code),
+            })
+            .inc();
     }
 
     /// Records one Redis operation (`op` from a closed set in the code).

@@ -291,12 +291,14 @@ async fn each_caller_gets_exactly_its_policy_by_token() {
     let policy_file = d.join("policy.toml");
     std::fs::write(&policy_file, policy()).unwrap();
     let audit = d.join("audit.jsonl");
+    let metrics = common::process::free_port();
     let h = Harness::start_with(
         Generation::V4,
         &[
             ("GATEWAY_AUTH", "true".into()),
             ("GATEWAY_POLICY_FILE", policy_file.to_str().unwrap().into()),
             ("GATEWAY_AUDIT_LOG", audit.to_str().unwrap().into()),
+            ("GATEWAY_METRICS_LISTEN", metrics.to_string()),
         ],
     )
     .await;
@@ -413,6 +415,18 @@ async fn each_caller_gets_exactly_its_policy_by_token() {
                 .ends_with("SetVerdictReasonOverride")
     }));
     assert!(!trail.contains("tok-"), "no token in the trail");
+    // The caller's name labels its calls.
+    let scrape = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        scrape.contains(r#"fpgw_caller_rpc_total{caller="privacy-desk",rpc="fingerprint.gateway.v1.FingerprintService/DeleteVisitorData",code="Ok"} 1"#),
+        "{scrape}"
+    );
+    assert!(!scrape.contains("tok-"));
     h.stop().await;
 }
 
