@@ -425,28 +425,9 @@ impl Auth {
         self.config.policy_file.as_ref()?;
         let auth = self.clone();
         Some(tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(1));
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            #[cfg(unix)]
-            let mut hup =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            let mut recheck = crate::secrets::Recheck::new();
             loop {
-                #[cfg(unix)]
-                let forced = match hup.as_mut() {
-                    Some(hup) => tokio::select! {
-                        _ = every.tick() => false,
-                        _ = hup.recv() => true,
-                    },
-                    None => {
-                        every.tick().await;
-                        false
-                    }
-                };
-                #[cfg(not(unix))]
-                let forced = {
-                    every.tick().await;
-                    false
-                };
+                let forced = recheck.next().await;
                 auth.reload(forced);
             }
         }))

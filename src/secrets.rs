@@ -74,6 +74,46 @@ pub fn read(path: &std::path::Path) -> std::io::Result<String> {
     Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }
 
+/// When watched files are looked at again: every second, and at once on SIGHUP.
+pub struct Recheck {
+    every: tokio::time::Interval,
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Recheck {
+    /// Starts the clock (and listens for SIGHUP where there is one).
+    pub fn new() -> Self {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            every,
+            #[cfg(unix)]
+            hup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+        }
+    }
+
+    /// Waits for the next look; `true` when SIGHUP asked for it (re-read even if the
+    /// files look unchanged).
+    pub async fn next(&mut self) -> bool {
+        #[cfg(unix)]
+        if let Some(hup) = self.hup.as_mut() {
+            return tokio::select! {
+                _ = self.every.tick() => false,
+                _ = hup.recv() => true,
+            };
+        }
+        self.every.tick().await;
+        false
+    }
+}
+
+impl Default for Recheck {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Re-reads the files every second and on SIGHUP, and calls `apply` with each changed
 /// value (`apply` checks it, and answers whether it was taken).
 pub fn watch(
@@ -81,22 +121,9 @@ pub fn watch(
     apply: impl Fn(&'static str, &str) -> Result<(), String> + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(1));
-        #[cfg(unix)]
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut recheck = Recheck::new();
         loop {
-            #[cfg(unix)]
-            match hup.as_mut() {
-                Some(hup) => tokio::select! {
-                    _ = every.tick() => {}
-                    _ = hup.recv() => {}
-                },
-                None => {
-                    every.tick().await;
-                }
-            }
-            #[cfg(not(unix))]
-            every.tick().await;
+            recheck.next().await;
             for file in &mut files {
                 let value = match read(&file.path) {
                     Ok(v) => v,

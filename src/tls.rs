@@ -15,7 +15,7 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::{Arc, RwLock},
-    time::{Duration, SystemTime},
+    time::SystemTime,
 };
 
 use rustls::{
@@ -104,27 +104,9 @@ impl Tls {
     pub fn watch(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let tls = self.clone();
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(1));
-            #[cfg(unix)]
-            let mut hup =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            let mut recheck = crate::secrets::Recheck::new();
             loop {
-                #[cfg(unix)]
-                let forced = match hup.as_mut() {
-                    Some(hup) => tokio::select! {
-                        _ = every.tick() => false,
-                        _ = hup.recv() => true,
-                    },
-                    None => {
-                        every.tick().await;
-                        false
-                    }
-                };
-                #[cfg(not(unix))]
-                let forced = {
-                    every.tick().await;
-                    false
-                };
+                let forced = recheck.next().await;
                 tls.reload(forced);
             }
         })

@@ -670,6 +670,49 @@ async fn tls_channel(
         .map_err(|e| format!("{e:?}"))
 }
 
+/// A gateway with `extra` settings beside its own sandbox, served by hand (the
+/// harness's plaintext channel cannot reach a TLS listener); stops when dropped.
+struct TlsGateway {
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _sandbox: fingerprint_gateway::sandbox::Sandbox,
+}
+
+impl TlsGateway {
+    async fn start(extra: Vec<(&'static str, String)>) -> Self {
+        let sandbox = fingerprint_gateway::sandbox::Sandbox::start(
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            fingerprint_gateway::sandbox::Credentials::default(),
+        )
+        .unwrap();
+        let mut all = common::sandbox_settings(&sandbox, Generation::V4);
+        all.extend(extra);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(fingerprint_gateway::server::serve(
+            listener,
+            common::config(&all),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            addr,
+            stop: Some(stop),
+            _sandbox: sandbox,
+        }
+    }
+}
+
+impl Drop for TlsGateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
 #[tokio::test]
 async fn mutual_tls_names_the_caller_and_refuses_a_foreign_certificate() {
     let d = dir();
@@ -691,24 +734,8 @@ async fn mutual_tls_names_the_caller_and_refuses_a_foreign_certificate() {
             d.join("a").to_str().unwrap().to_owned(),
         ),
     ];
-    // The harness's own plaintext channel cannot connect to a TLS listener: serve by hand.
-    let sandbox = fingerprint_gateway::sandbox::Sandbox::start(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        fingerprint_gateway::sandbox::Credentials::default(),
-    )
-    .unwrap();
-    let mut all = common::sandbox_settings(&sandbox, Generation::V4);
-    all.extend(settings);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(fingerprint_gateway::server::serve(
-        listener,
-        common::config(&all),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let gateway = TlsGateway::start(settings).await;
+    let addr = gateway.addr;
 
     // mTLS with the checkout certificate: exactly checkout's permissions.
     let channel = tls_channel(addr, &pki.ca_pem, Some(&pki.client))
@@ -739,6 +766,65 @@ async fn mutual_tls_names_the_caller_and_refuses_a_foreign_certificate() {
             .all(|(_, code)| *code != Code::Ok),
     };
     assert!(rogue, "a foreign client certificate is refused");
-    let _ = stop.send(());
-    let _ = server.await;
+    drop(gateway);
+}
+
+#[tokio::test]
+async fn plain_tls_serves_and_a_renewed_certificate_is_picked_up() {
+    let d = dir();
+    let first = pki();
+    let cert = d.join("server.pem");
+    let key = d.join("server.key");
+    std::fs::write(&cert, &first.server.0).unwrap();
+    std::fs::write(&key, &first.server.1).unwrap();
+    let gateway = TlsGateway::start(vec![
+        ("GATEWAY_TLS_CERT_FILE", cert.to_str().unwrap().to_owned()),
+        ("GATEWAY_TLS_KEY_FILE", key.to_str().unwrap().to_owned()),
+    ])
+    .await;
+    let addr = gateway.addr;
+    // A TLS client without a certificate: served (authorization is off).
+    let channel = tls_channel(addr, &first.ca_pem, None).await.unwrap();
+    FingerprintServiceClient::new(channel)
+        .get_event(GetEventRequest {
+            event_id: "tls-1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // A plaintext client gets no answer from a TLS listener.
+    let plain = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(plain) = plain {
+        assert!(
+            FingerprintServiceClient::new(plain)
+                .get_event(GetEventRequest::default())
+                .await
+                .is_err()
+        );
+    }
+    // The certificate is renewed (by another CA): new connections get the new one.
+    let renewed = pki();
+    std::fs::write(&cert, &renewed.server.0).unwrap();
+    std::fs::write(&key, &renewed.server.1).unwrap();
+    let mut picked = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok(c) = tls_channel(addr, &renewed.ca_pem, None).await
+            && FingerprintServiceClient::new(c)
+                .get_event(GetEventRequest {
+                    event_id: "tls-2".into(),
+                    ..Default::default()
+                })
+                .await
+                .is_ok()
+        {
+            picked = true;
+            break;
+        }
+    }
+    assert!(picked, "the renewed certificate was served");
+    drop(gateway);
 }
