@@ -20,7 +20,8 @@
 //! - [`sandbox`]: the embedded emulator of both upstreams (`--sandbox`).
 //! - Used by every layer: [`metrics`] (Prometheus), [`telemetry`] (logs, traces).
 //! - [`auth`] (caller identity, the policy, per-caller limits), [`tls`] (the
-//!   listener's TLS and mTLS) and [`audit`] (the trail of mutations), used by `edge`.
+//!   listener's TLS and mTLS) and [`audit`] (the trail of mutations), used by `edge`;
+//!   [`secrets`] (secrets from files, rotated live), used by `server`.
 //! - Leaves: [`error`] (the one mapping to gRPC statuses), [`config`] (the settings
 //!   table), [`rpc`] (the RPCs as an enum), [`cidr`], and [`proto`] (generated).
 
