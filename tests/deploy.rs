@@ -18,7 +18,7 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const LAYOUTS: [&str; 2] = ["deploy/base", "deploy/overlays/redis"];
 
 fn tools() -> bool {
-    let install = "Debian kubernetes-client; pip install -r tests/requirements.txt";
+    let install = "pip install -r tests/requirements.txt";
     tool_ready(
         "kubectl",
         Command::new("kubectl").args(["version", "--client"]),
