@@ -482,20 +482,32 @@ async fn mesh_headers_count_only_from_the_trusted_peer() {
     }
 }
 
+/// A gateway enforcing the sample policy, its audit trail in `dir`, plus `extra`.
+async fn enforcing(dir: &std::path::Path, extra: &[(&'static str, String)]) -> Harness {
+    let policy_file = dir.join("policy.toml");
+    if !policy_file.exists() {
+        std::fs::write(&policy_file, policy()).unwrap();
+    }
+    let mut settings = vec![
+        ("GATEWAY_AUTH", "true".to_owned()),
+        (
+            "GATEWAY_POLICY_FILE",
+            policy_file.to_str().unwrap().to_owned(),
+        ),
+        (
+            "GATEWAY_AUDIT_LOG",
+            dir.join("audit.jsonl").to_str().unwrap().to_owned(),
+        ),
+    ];
+    settings.extend(extra.iter().cloned());
+    Harness::start_with(Generation::V4, &settings).await
+}
+
 #[tokio::test]
 async fn the_policy_reloads_and_a_broken_file_keeps_the_old_one() {
     let d = dir();
     let policy_file = d.join("policy.toml");
-    std::fs::write(&policy_file, policy()).unwrap();
-    let h = Harness::start_with(
-        Generation::V4,
-        &[
-            ("GATEWAY_AUTH", "true".into()),
-            ("GATEWAY_POLICY_FILE", policy_file.to_str().unwrap().into()),
-            ("GATEWAY_AUDIT_LOG", d.join("a").to_str().unwrap().into()),
-        ],
-    )
-    .await;
+    let h = enforcing(&d, &[]).await;
     let get = |token: &'static str| {
         let channel = h.channel.clone();
         async move {
@@ -540,17 +552,7 @@ async fn the_policy_reloads_and_a_broken_file_keeps_the_old_one() {
 #[tokio::test]
 async fn a_caller_over_its_own_rate_is_refused_alone() {
     let d = dir();
-    let policy_file = d.join("policy.toml");
-    std::fs::write(&policy_file, policy()).unwrap();
-    let h = Harness::start_with(
-        Generation::V4,
-        &[
-            ("GATEWAY_AUTH", "true".into()),
-            ("GATEWAY_POLICY_FILE", policy_file.to_str().unwrap().into()),
-            ("GATEWAY_AUDIT_LOG", d.join("a").to_str().unwrap().into()),
-        ],
-    )
-    .await;
+    let h = enforcing(&d, &[]).await;
     let call = |token: &'static str, id: &'static str| {
         let channel = h.channel.clone();
         async move {

@@ -120,6 +120,19 @@ async fn lookup(body: String) -> Response {
     )
 }
 
+/// Everything a caller gets: the message and metadata, or the status with its details.
+fn shown<T: std::fmt::Debug>(got: Result<tonic::Response<T>, tonic::Status>) -> String {
+    match got {
+        Ok(r) => format!("{:?} {:?}", r.metadata(), r.get_ref()),
+        Err(e) => format!(
+            "{} {:?} {}",
+            e.message(),
+            e.metadata(),
+            String::from_utf8_lossy(e.details())
+        ),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echoed_credentials_never_reach_callers_logs_or_metrics() {
     let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -176,44 +189,22 @@ async fn echoed_credentials_never_reach_callers_logs_or_metrics() {
         "echo-redirect",
         "echo-500",
     ] {
-        match fp
+        let got = fp
             .get_event(GetEventRequest {
                 event_id: id.into(),
                 ..Default::default()
             })
-            .await
-        {
-            Ok(r) => answer(id, format!("{:?} {:?}", r.metadata(), r.get_ref())),
-            Err(e) => answer(
-                id,
-                format!(
-                    "{} {:?} {}",
-                    e.message(),
-                    e.metadata(),
-                    String::from_utf8_lossy(e.details())
-                ),
-            ),
-        }
+            .await;
+        answer(id, shown(got));
     }
     for id in ["echo-ok", "echo-bad"] {
-        match st
+        let got = st
             .lookup_telemetry(LookupTelemetryRequest {
                 telemetry_id: id.into(),
                 ..Default::default()
             })
-            .await
-        {
-            Ok(r) => answer(id, format!("{:?} {:?}", r.metadata(), r.get_ref())),
-            Err(e) => answer(
-                id,
-                format!(
-                    "{} {:?} {}",
-                    e.message(),
-                    e.metadata(),
-                    String::from_utf8_lossy(e.details())
-                ),
-            ),
-        }
+            .await;
+        answer(id, shown(got));
     }
     let scrape = reqwest::get(format!("http://{metrics}/metrics"))
         .await
