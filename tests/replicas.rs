@@ -283,7 +283,7 @@ async fn identical_misses_on_every_replica_make_one_upstream_call() {
     let sandbox = sandbox().await;
     // A generous Redis timeout: this is about coalescing, and on a loaded machine a
     // lookup slower than the default 50 ms would (rightly) go on without Redis.
-    let slow = [("GATEWAY_REDIS_TIMEOUT", "500ms")];
+    let slow = [("GATEWAY_REDIS_TIMEOUT", "2s")];
     let replicas = [
         Replica::start(&sandbox, &redis.url(), &slow).await,
         Replica::start(&sandbox, &redis.url(), &slow).await,
