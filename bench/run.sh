@@ -3,6 +3,7 @@
 #
 #   bench/run.sh [REQUESTS]      (default 1000000 per hot-path run; fewer scatter widely)
 #   SKIP_MEMORY=1 bench/run.sh   (throughput and latency only)
+#   SKIP_HOT=1 SKIP_MEMORY=1 bench/run.sh   (the miss path only)
 #
 # 1. a bare tonic server (bench/src/bin/bare_server.rs) answering the gateway's own
 #    encoded GetEvent answer as fixed Bytes, and its health Check;
@@ -76,7 +77,9 @@ h2load -n 10 -c 1 -m 1 -H 'content-type: application/grpc' -H 'te: trailers' -d 
     "http://127.0.0.1:$GW$EVENT" >/dev/null
 echo "== hot path: $N requests per run (1 in flight: N/10), bare server and gateway alternating"
 grep -o 'answers [0-9]* bytes' "$work/bare.log" | sed 's/^/   GetEvent /'
-for load in "1 1" "4 16" "16 32"; do
+hot_loads=("1 1" "4 16" "16 32")
+[ "${SKIP_HOT:-}" = 1 ] && hot_loads=()
+for load in "${hot_loads[@]}"; do
     read -r c m <<<"$load"
     n=$N
     [ "$c" = 1 ] && n=$((N / 10))

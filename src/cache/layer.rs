@@ -245,7 +245,7 @@ where
                 resilience::within(deadline, tokio::time::timeout_at(deadline, fetch)).await;
             let mut response = match fetched {
                 Ok(Ok((entry, collected))) => {
-                    cache.put(&key, entry, epoch).await;
+                    Box::pin(cache.put(&key, entry, epoch)).await;
                     collected.into_response(CacheStatus::Bypass)
                 }
                 Ok(Err(collected)) => collected.into_response(CacheStatus::Bypass),
@@ -301,7 +301,12 @@ where
         let refreshing = expired;
         let (outcome, attempts) = resilience::within(
             deadline,
-            tokio::time::timeout_at(deadline, cache.load::<Collected, _>(&key, refreshing, load)),
+            // Boxed: moka's entry future is ~16 KB, and held inline it tripled the size
+            // of this one, which is moved into its box on every miss.
+            tokio::time::timeout_at(
+                deadline,
+                Box::pin(cache.load::<Collected, _>(&key, refreshing, load)),
+            ),
         )
         .await;
         let mut response = match (outcome, own) {
