@@ -251,6 +251,34 @@ async fn v4_event_examples_lose_nothing() {
     assert!(seen >= 2, "found {seen} v4 event examples");
 }
 
+#[test]
+fn v4_event_examples_read_alike_typed_and_general() {
+    use fingerprint_gateway::convert::typed::{Shape, V4Event};
+    let Some(fx) = common::fixtures() else { return };
+    let dir = fx.join("fingerprint/v4/paths/examples");
+    let mut typed_read = Vec::new();
+    for name in [
+        "events/get_event_200.json",
+        "events/get_event_200_with_unknown_field.json",
+        "webhook/webhook_event.json",
+    ] {
+        let (text, json) = read(&dir.join(name));
+        let general =
+            fingerprint_gateway::convert::event(Generation::V4, json.as_object().cloned().unwrap());
+        if let Some(typed) = V4Event::read(text.as_bytes()) {
+            assert_eq!(typed.into_event(), general, "{name}: the readers differ");
+            typed_read.push(name);
+        }
+    }
+    // The published example is what the typed reader exists for; the one with an
+    // unknown member must take the general path, which keeps it.
+    assert!(
+        typed_read.contains(&"events/get_event_200.json"),
+        "{typed_read:?}"
+    );
+    assert!(!typed_read.contains(&"events/get_event_200_with_unknown_field.json"));
+}
+
 #[tokio::test]
 async fn v4_unknown_members_reach_the_caller_in_unmapped() {
     let Some(fx) = common::fixtures() else { return };

@@ -5,6 +5,7 @@ pub mod event;
 pub mod json;
 pub mod list;
 pub mod stytch;
+pub mod typed;
 pub mod v3;
 
 use serde_json::Value as Json;
@@ -17,6 +18,15 @@ pub fn event(generation: Generation, body: serde_json::Map<String, Json>) -> Eve
     match generation {
         Generation::V4 => event::from_v4(body),
         Generation::V3 => v3::from_event(body),
+    }
+}
+
+/// One event as the upstream client read it: typed (a v4 event of exactly the
+/// published shape) or as JSON of the given generation.
+pub fn event_answer(generation: Generation, answer: typed::Answer<typed::V4Event>) -> Event {
+    match answer {
+        typed::Answer::Typed(event) => event.into_event(),
+        typed::Answer::Json(body) => event(generation, body),
     }
 }
 

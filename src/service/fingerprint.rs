@@ -314,7 +314,7 @@ impl FingerprintService for FingerprintApi {
             return Err(unsupported("ruleset_id", Generation::V3).into());
         }
         let body = client.get_event(&req.event_id, &req.ruleset_id).await?;
-        let event = convert::event(generation, body);
+        let event = convert::event_answer(generation, body);
         let tags = event_tags(std::slice::from_ref(&event));
         Ok(tagged(GetEventResponse { event: Some(event) }, tags))
     }

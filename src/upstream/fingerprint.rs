@@ -7,6 +7,7 @@ use serde_json::Value as Json;
 use super::{Call, ErrorShape, Http, JsonObject, account_digest};
 use crate::config::{FingerprintConfig, Generation, Secret};
 use crate::convert::json::timestamp_to_millis;
+use crate::convert::typed::{Answer, Shape, Untyped, V4Event};
 use crate::error::{Error, Resource, Upstream};
 use crate::proto::v1::EventFilter;
 use crate::resilience::CallKind;
@@ -92,15 +93,31 @@ impl FingerprintClient {
     }
 
     /// One event (`GET /v4/events/{event_id}` or `GET /events/{request_id}`).
-    pub async fn get_event(&self, event_id: &str, ruleset_id: &str) -> Result<JsonObject, Error> {
+    ///
+    /// A v4 event of exactly the published shape is read typed (see
+    /// [`crate::convert::typed`]).
+    pub async fn get_event(
+        &self,
+        event_id: &str,
+        ruleset_id: &str,
+    ) -> Result<Answer<V4Event>, Error> {
         match self.config.generation {
             Generation::V4 => {
                 let mut query = Query::new();
                 push(&mut query, "ruleset_id", ruleset_id);
-                self.get(Resource::Event, &["v4", "events", event_id], &query)
-                    .await
+                self.call_as(
+                    Method::GET,
+                    Resource::Event,
+                    &["v4", "events", event_id],
+                    &query,
+                    None,
+                )
+                .await
             }
-            Generation::V3 => self.get(Resource::Event, &["events", event_id], &[]).await,
+            Generation::V3 => self
+                .get(Resource::Event, &["events", event_id], &[])
+                .await
+                .map(Answer::Json),
         }
     }
 
@@ -214,6 +231,23 @@ impl FingerprintClient {
         query: &[(&'static str, String)],
         body: Option<Json>,
     ) -> Result<JsonObject, Error> {
+        match self
+            .call_as::<Untyped>(method, resource, segments, query, body)
+            .await?
+        {
+            Answer::Json(json) => Ok(json),
+            Answer::Typed(never) => match never {},
+        }
+    }
+
+    async fn call_as<T: Shape>(
+        &self,
+        method: Method,
+        resource: Resource,
+        segments: &[&str],
+        query: &[(&'static str, String)],
+        body: Option<Json>,
+    ) -> Result<Answer<T>, Error> {
         let kind = match method {
             Method::GET => CallKind::Read,
             Method::DELETE => CallKind::Delete,
@@ -239,7 +273,7 @@ impl FingerprintClient {
             kind,
             secrets: &[self.config.secret_api_key.expose()],
         };
-        self.http.send(call, request).await
+        self.http.send_as(call, request).await
     }
 
     /// Base URL plus percent-encoded path segments plus query.

@@ -21,6 +21,7 @@ use tracing::{Instrument, field};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::config::ResilienceConfig;
+use crate::convert::typed::{Answer, Shape, Untyped};
 use crate::error::{ApiError, Error, Resource, Upstream};
 use crate::metrics::Metrics;
 use crate::resilience::{CallKind, Guards, Next};
@@ -104,6 +105,19 @@ impl Http {
     /// failure while the policy, the budget and the deadline allow (see
     /// [`crate::resilience`]).
     pub async fn send(&self, call: Call<'_>, request: RequestBuilder) -> Result<JsonObject, Error> {
+        match self.send_as::<Untyped>(call, request).await? {
+            Answer::Json(json) => Ok(json),
+            Answer::Typed(never) => match never {},
+        }
+    }
+
+    /// As [`Http::send`], reading a 2xx answer as `T` when it has exactly that shape
+    /// (and cannot echo a credential), else as a JSON object.
+    pub async fn send_as<T: Shape>(
+        &self,
+        call: Call<'_>,
+        request: RequestBuilder,
+    ) -> Result<Answer<T>, Error> {
         let upstream = call.upstream;
         let request = request.build().map_err(|e| Error::Connect {
             upstream,
@@ -135,7 +149,7 @@ impl Http {
             let left = deadline.saturating_duration_since(Instant::now());
             let cut_by_deadline = left < guard.attempt_timeout();
             let timeout = left.min(guard.attempt_timeout());
-            let error = match self.attempt(call, this, timeout, attempt).await {
+            let error = match self.attempt::<T>(call, this, timeout, attempt).await {
                 Ok(json) => {
                     guard.breaker.record(ticket, false);
                     return Ok(json);
@@ -166,13 +180,13 @@ impl Http {
     }
 
     /// One attempt, in its own span (built only within a traced RPC or a sampled root).
-    async fn attempt(
+    async fn attempt<T: Shape>(
         &self,
         call: Call<'_>,
         request: reqwest::Request,
         timeout: Duration,
         attempt: u32,
-    ) -> Result<JsonObject, Error> {
+    ) -> Result<Answer<T>, Error> {
         let traced = !tracing::Span::current().is_none() || crate::telemetry::traces(None);
         let span = if !traced {
             tracing::Span::none()
@@ -190,15 +204,17 @@ impl Http {
                 otel.status_code = field::Empty,
             )
         };
-        self.exchange(call, request, timeout).instrument(span).await
+        self.exchange::<T>(call, request, timeout)
+            .instrument(span)
+            .await
     }
 
-    async fn exchange(
+    async fn exchange<T: Shape>(
         &self,
         call: Call<'_>,
         mut request: reqwest::Request,
         timeout: Duration,
-    ) -> Result<JsonObject, Error> {
+    ) -> Result<Answer<T>, Error> {
         let upstream = call.upstream;
         let span = tracing::Span::current();
         // W3C traceparent out: the upstream call joins the caller's trace.
@@ -265,20 +281,25 @@ impl Http {
         if status.is_success() {
             // Writes may answer with no body at all.
             if body.iter().all(u8::is_ascii_whitespace) {
-                return Ok(JsonObject::new());
+                return Ok(Answer::Json(JsonObject::new()));
+            }
+            // Whatever the answer holds may reach the caller (typed or in `unmapped`):
+            // no credential may ride along, so a body that may echo one is read as
+            // JSON and scrubbed.
+            let echoed = echoes(&body, call.secrets);
+            if !echoed && let Some(typed) = T::read(&body) {
+                return Ok(Answer::Typed(typed));
             }
             return match serde_json::from_slice::<Json>(&body) {
                 Ok(Json::Object(mut map)) => {
-                    // Whatever the answer holds may reach the caller (typed or in
-                    // `unmapped`): no credential may ride along.
-                    if echoes(&body, call.secrets) {
+                    if echoed {
                         let mut whole = Json::Object(std::mem::take(&mut map));
                         scrub_json(&mut whole, call.secrets);
                         if let Json::Object(scrubbed) = whole {
                             map = scrubbed;
                         }
                     }
-                    Ok(map)
+                    Ok(Answer::Json(map))
                 }
                 Ok(_) => Err(Error::Malformed {
                     upstream,
@@ -496,12 +517,15 @@ fn scrub(text: String, secrets: &[&str]) -> String {
 
 /// Whether a body may echo a credential: it holds one of its forms as is, or JSON
 /// escapes (which could spell one).
+/// Runs on every successful answer, so it searches with `memchr`'s vectorised
+/// substring finder: a byte-by-byte window scan cost ~110k instructions per 3.5 KB event.
 fn echoes(body: &[u8], secrets: &[&str]) -> bool {
-    body.windows(2).any(|w| w == b"\\u")
+    use memchr::memmem;
+    memmem::find(body, b"\\u").is_some()
         || secrets
             .iter()
             .filter(|s| s.len() >= 4)
-            .any(|s| body.windows(s.len()).any(|w| w == s.as_bytes()))
+            .any(|s| memmem::find(body, s.as_bytes()).is_some())
 }
 
 /// Scrubs every string of a JSON value, object keys included.
@@ -545,6 +569,16 @@ mod tests {
         assert_eq!(route_of("/v4/events/abc.def"), "/v4/events/{id}");
         assert_eq!(route_of("/events/search"), "/events/search");
         assert_eq!(route_of("/visitors/x"), "/visitors/{id}");
+    }
+
+    #[test]
+    fn echoes_finds_a_secret_or_an_escape_anywhere() {
+        let secrets = ["sk_123456", "abc"];
+        assert!(echoes(br#"{"a":"x sk_123456"}"#, &secrets));
+        assert!(echoes(br#"sk_123456"#, &secrets));
+        assert!(echoes(br#"{"a":"\u0073k_123456"}"#, &secrets));
+        assert!(!echoes(br#"{"a":"sk_12345","b":"abc"}"#, &secrets));
+        assert!(!echoes(b"", &secrets));
     }
 
     #[test]
