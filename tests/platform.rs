@@ -366,3 +366,50 @@ async fn old_connections_are_recycled_and_the_client_reconnects_without_failing_
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_connection_held_past_its_age_and_grace_is_closed() {
+    // A call whose request body never ends keeps its stream, and so its connection,
+    // open after the GOAWAY at GATEWAY_MAX_CONNECTION_AGE: the gateway must close the
+    // connection at age + grace rather than let one caller pin it forever.
+    let h = Harness::start_with(
+        Generation::V4,
+        &[
+            ("GATEWAY_MAX_CONNECTION_AGE", "300ms".into()),
+            ("GATEWAY_MAX_CONNECTION_AGE_GRACE", "700ms".into()),
+            ("GATEWAY_DEFAULT_DEADLINE", "60s".into()),
+        ],
+    )
+    .await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", h.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let never_ends = tokio_stream::pending::<GetEventRequest>();
+    let call = grpc.client_streaming::<_, GetEventRequest, fingerprint_gateway::proto::v1::GetEventResponse, _>(
+        tonic::Request::new(never_ends),
+        http::uri::PathAndQuery::from_static(
+            "/fingerprint.gateway.v1.FingerprintService/GetEvent",
+        ),
+        tonic_prost::ProstCodec::default(),
+    );
+    // A safety net against a hang, far above age + grace; not a timing assertion.
+    let outcome = tokio::time::timeout(Duration::from_secs(30), call)
+        .await
+        .expect("the held connection was never closed");
+    let status = outcome.expect_err("a call without its body cannot succeed");
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::Unavailable
+                | tonic::Code::Unknown
+                | tonic::Code::Internal
+                | tonic::Code::Cancelled
+        ),
+        "{status:?}"
+    );
+    h.stop().await;
+}
