@@ -1,7 +1,8 @@
 //! Load clients the benchmark needs besides h2load.
 //!
 //! * `load direct URL CONCURRENCY REQUESTS`: plain reqwest GETs of one URL, what a
-//!   service does without the gateway; prints req/s, mean, p50, p99.
+//!   service does without the gateway, after CONCURRENCY x 10 unmeasured ones that
+//!   open the connections; prints req/s, mean, p50, p99.
 //! * `load fill ADDR COUNT CONCURRENCY`: GetEvent for COUNT distinct event ids through
 //!   the gateway at ADDR (fills its cache).
 //! * `load sandbox URL COUNT CONCURRENCY`: COUNT distinct searches and event reads
@@ -71,17 +72,24 @@ where
 async fn direct(url: &str, concurrency: u64, requests: u64) -> Result<()> {
     let client = reqwest::Client::builder().build()?;
     let url = Arc::new(url.to_owned());
-    let started = Instant::now();
-    let samples = spread(requests, concurrency, move |_| {
+    let run = |count: u64| {
         let client = client.clone();
         let url = url.clone();
-        async move {
-            let body = client.get(url.as_str()).send().await?.error_for_status()?;
-            body.bytes().await?;
-            Ok(())
-        }
-    })
-    .await?;
+        spread(count, concurrency, move |_| {
+            let client = client.clone();
+            let url = url.clone();
+            async move {
+                let body = client.get(url.as_str()).send().await?.error_for_status()?;
+                body.bytes().await?;
+                Ok(())
+            }
+        })
+    };
+    // Warm-up, not measured: the pool's connections are opened here, as the
+    // gateway's are by the warm-up run.sh gives it.
+    run(concurrency * 10).await?;
+    let started = Instant::now();
+    let samples = run(requests).await?;
     let s = fingerprint_gateway_bench::stats(samples, started.elapsed());
     println!(
         "{:.0} req/s mean {:?} p50 {:?} p99 {:?}",
