@@ -1,7 +1,7 @@
 //! HTTP clients of the upstream REST APIs.
 //!
 //! [`Http`] is the part both share: one traced, time-bounded, size-bounded exchange
-//! that turns every failure into an [`Error`](crate::error::Error).
+//! that turns every failure into an [`crate::error::Error`].
 
 pub mod fingerprint;
 pub mod stytch;
