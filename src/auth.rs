@@ -20,7 +20,7 @@
 //! token_sha256 = "…64 hex…"                                      # bearer token
 //! allow = ["FingerprintService/Get*", "StytchService/LookupTelemetry"]
 //! rate = "50/s:10"        # optional: this caller's calls
-//! max_in_flight = 16      # optional: this caller's calls at once
+//! max_in_flight = 16      # optional: this caller's calls at once (a stream: until it ends)
 //! ```
 //!
 //! A pattern is `Service/Method`, where the method may be `*` or end in `*`. The
@@ -100,7 +100,14 @@ pub struct Identity {
 
 /// A call's place among its caller's calls in flight, freed when dropped.
 #[derive(Debug)]
-pub struct CallerSlot(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
+pub struct CallerSlot(Option<OwnedSemaphorePermit>);
+
+impl CallerSlot {
+    /// Whether it holds a place (the caller has a `max_in_flight`).
+    pub fn holds(&self) -> bool {
+        self.0.is_some()
+    }
+}
 
 #[derive(Debug, Clone)]
 struct Grant {

@@ -135,11 +135,10 @@ where
                             };
                             match slot {
                                 None => future,
-                                // The caller's place is held until the answer is ready.
+                                // The caller's place is held until the answer's body
+                                // ends: a stream holds it for its whole life.
                                 Some(slot) => Box::pin(async move {
-                                    let response = future.await;
-                                    drop(slot);
-                                    response
+                                    Ok(future.await?.map(|body| hold(body, slot)))
                                 }),
                             }
                         }
@@ -289,7 +288,10 @@ where
             request.extensions_mut().insert(identity);
         }
         let response = direct(inner, request, serving).await?;
-        drop(slot);
+        let response = match slot {
+            Some(slot) => response.map(|body| hold(body, slot)),
+            None => response,
+        };
         let request_id = response
             .extensions()
             .get::<crate::audit::UpstreamRequestId>()
@@ -297,6 +299,17 @@ where
         record("allowed", code_of(&response), request_id.as_deref());
         Ok(response)
     })
+}
+
+/// `body`, holding the caller's place until it ends (or is dropped).
+fn hold(body: CachedBody, slot: crate::auth::CallerSlot) -> CachedBody {
+    if !slot.holds() {
+        return body;
+    }
+    CachedBody::Guarded {
+        body: Box::new(body),
+        held: Box::new(slot),
+    }
 }
 
 /// The status code of an answer whose headers are ready: a handler's error travels in

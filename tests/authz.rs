@@ -65,11 +65,18 @@ name = "throttled"
 token_sha256 = "{}"
 allow = ["FingerprintService/GetEvent"]
 rate = "1/m"
+
+[[caller]]
+name = "one-at-a-time"
+token_sha256 = "{}"
+allow = ["FingerprintService/GetEvent", "FingerprintService/StreamEvents"]
+max_in_flight = 1
 "#,
         sha("tok-checkout"),
         sha("tok-privacy"),
         sha("tok-fraud"),
         sha("tok-throttled"),
+        sha("tok-single"),
     )
 }
 
@@ -829,4 +836,76 @@ async fn plain_tls_serves_and_a_renewed_certificate_is_picked_up() {
     }
     assert!(picked, "the renewed certificate was served");
     drop(gateway);
+}
+
+#[tokio::test]
+async fn a_stream_holds_its_callers_place_until_it_ends() {
+    // The caller may have one call in flight. A stream's headers come at once, but its
+    // pages are fetched while it is read: its place must stay taken until it ends.
+    let d = dir();
+    let h = enforcing(&d, &[]).await;
+    h.sandbox
+        .control
+        .faults
+        .set(
+            fingerprint_gateway::sandbox::faults::parse_rules(
+                r#"[{"path": "/v4/events", "method": "GET", "latency_ms": 1500}]"#,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    fn authed<T>(message: T) -> Request<T> {
+        let mut r = Request::new(message);
+        r.metadata_mut()
+            .insert("authorization", "Bearer tok-single".parse().unwrap());
+        r
+    }
+    let mut client = FingerprintServiceClient::new(h.channel.clone());
+    let mut stream = client
+        .stream_events(authed(StreamEventsRequest {
+            max_events: 3,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    // Its first page is still on its way: a second call is one too many.
+    let err = client
+        .get_event(authed(GetEventRequest {
+            event_id: "second-call".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert_eq!(details(&err).error_info().unwrap().reason, "CALLER_LIMITED");
+    // Read to its end: the place is free again.
+    let mut events = 0;
+    while let Some(message) = stream.message().await.unwrap() {
+        events += usize::from(message.event.is_some());
+    }
+    assert!(events > 0);
+    drop(stream);
+    h.sandbox.control.faults.set(Vec::new()).unwrap();
+    let mut freed = false;
+    for _ in 0..50 {
+        match client
+            .get_event(authed(GetEventRequest {
+                event_id: "after-the-stream".into(),
+                ..Default::default()
+            }))
+            .await
+        {
+            Ok(_) => {
+                freed = true;
+                break;
+            }
+            Err(e) if e.code() == Code::ResourceExhausted => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert!(freed, "the place was never given back");
+    h.stop().await;
 }

@@ -48,6 +48,14 @@ pub enum CachedBody {
         /// The place, freed when the body is dropped.
         slot: Slot,
     },
+    /// Another body, holding something (a caller's place among its calls in flight)
+    /// until it ends: a stream's place is its whole life, not its headers'.
+    Guarded {
+        /// The body.
+        body: Box<CachedBody>,
+        /// Dropped with the body.
+        held: Box<dyn std::any::Any + Send + Sync>,
+    },
     /// One gRPC frame (absent for a trailers-only answer), then trailers.
     Replay {
         /// The frame, until it is sent.
@@ -624,6 +632,7 @@ impl HttpBody for CachedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             Self::Inner(body) | Self::Holding { body, .. } => Pin::new(body).poll_frame(cx),
+            Self::Guarded { body, .. } => Pin::new(body.as_mut()).poll_frame(cx),
             Self::Replay { data, trailers } => {
                 if let Some(data) = data.take() {
                     return Poll::Ready(Some(Ok(Frame::data(data))));
@@ -636,6 +645,7 @@ impl HttpBody for CachedBody {
     fn is_end_stream(&self) -> bool {
         match self {
             Self::Inner(body) | Self::Holding { body, .. } => body.is_end_stream(),
+            Self::Guarded { body, .. } => body.is_end_stream(),
             Self::Replay { data, trailers } => data.is_none() && trailers.is_none(),
         }
     }
@@ -643,6 +653,7 @@ impl HttpBody for CachedBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             Self::Inner(body) | Self::Holding { body, .. } => body.size_hint(),
+            Self::Guarded { body, .. } => body.size_hint(),
             Self::Replay { data, .. } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
