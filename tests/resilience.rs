@@ -427,12 +427,16 @@ async fn chaos_thirty_percent_failures() {
     const CALLS: usize = 2_000;
     let chaos = r#"[{"path": "/v4/events/", "fault": "status", "status": 503, "rate": 0.3}]"#;
 
-    // A generous budget: retries hide the failures.
+    // A generous budget: retries hide the failures. The breaker is on, judging only once
+    // its window holds 100 attempts: with 20, a fresh window at a 30% failure rate
+    // reaches the 50% threshold by chance in about one run in 15 (simulated: half of
+    // the attempts failing at some point from the 20th on), which once failed this
+    // test; with 100, in a few runs per 100,000.
     let h = Harness::start_with(
         Generation::V4,
         &quick(&[
             ("GATEWAY_RETRY_BUDGET", "0.5"),
-            ("GATEWAY_BREAKER_MIN_CALLS", "20"),
+            ("GATEWAY_BREAKER_MIN_CALLS", "100"),
         ]),
     )
     .await;
