@@ -408,6 +408,12 @@ pub const SETTINGS: &[Setting] = &[
         "file holding the Redis ACL password (a mounted Secret; one line, trailing newline ignored); overrides a password in the URL",
     ),
     setting(
+        "GATEWAY_REDIS_CA_FILE",
+        None,
+        Kind::Text,
+        "PEM file of the CA certificates that sign the Redis server's certificate, for a `rediss://` Redis whose certificate no public CA signs (Memorystore's per-instance CA, a self-hosted Redis); unset: the public web roots. Read at start-up",
+    ),
+    setting(
         "GATEWAY_REDIS_PREFIX",
         Some("fpgw"),
         Kind::Text,
@@ -833,6 +839,9 @@ pub struct RedisConfig {
     pub prefix: String,
     /// AES-256-GCM key for values, if set.
     pub encryption_key: Option<SealedKey>,
+    /// PEM CA certificates that sign a `rediss://` server's certificate, if not the
+    /// public web roots.
+    pub ca: Option<Vec<u8>>,
     /// Longest wait for one operation.
     pub timeout: Duration,
     /// How long the in-memory cache is trusted without a confirmed subscription.
@@ -847,6 +856,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("url", &"<hidden>")
             .field("prefix", &self.prefix)
             .field("encrypted", &self.encryption_key.is_some())
+            .field("private_ca", &self.ca.is_some())
             .field("timeout", &self.timeout)
             .field("lease", &self.lease)
             .field("local_quota_share", &self.local_quota_share)
@@ -1619,11 +1629,37 @@ fn redis_config(v: &Values<'_>) -> Result<Option<RedisConfig>, ConfigError> {
     if lease < Duration::from_millis(100) {
         return Err(invalid("GATEWAY_REDIS_LEASE", "must be at least 100ms"));
     }
+    let ca = match v.text_opt("GATEWAY_REDIS_CA_FILE")? {
+        None => None,
+        Some(path) => {
+            if parsed.scheme() != "rediss" {
+                return Err(invalid(
+                    "GATEWAY_REDIS_CA_FILE",
+                    "applies only to a rediss:// GATEWAY_REDIS_URL",
+                ));
+            }
+            let pem = std::fs::read(&path).map_err(|e| {
+                invalid("GATEWAY_REDIS_CA_FILE", format!("cannot read {path}: {e}"))
+            })?;
+            use rustls_pki_types::pem::PemObject;
+            let certificates = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| invalid("GATEWAY_REDIS_CA_FILE", format!("{path} is not PEM: {e}")))?;
+            if certificates.is_empty() {
+                return Err(invalid(
+                    "GATEWAY_REDIS_CA_FILE",
+                    format!("{path} holds no certificate"),
+                ));
+            }
+            Some(pem)
+        }
+    };
     Ok(Some(RedisConfig {
         url: Secret::new(url),
         password,
         prefix,
         encryption_key,
+        ca,
         timeout: v.positive("GATEWAY_REDIS_TIMEOUT")?,
         lease,
         local_quota_share: v.ratio("GATEWAY_REDIS_LOCAL_QUOTA_SHARE")?,
@@ -1795,6 +1831,41 @@ mod tests {
         }
         let names: std::collections::HashSet<_> = SETTINGS.iter().map(|s| s.name).collect();
         assert_eq!(names.len(), SETTINGS.len(), "one row per setting");
+    }
+
+    #[test]
+    fn a_redis_ca_file_must_be_pem_and_needs_rediss() {
+        let dir = std::env::temp_dir().join(format!("fpgw-redis-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let not_pem = dir.join("not.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let not_pem = not_pem.to_str().unwrap();
+        let missing = dir.join("missing.pem");
+        let cases = [
+            (
+                "redis://127.0.0.1:6379",
+                not_pem,
+                "applies only to a rediss://",
+            ),
+            ("rediss://127.0.0.1:6379", not_pem, "holds no certificate"),
+            (
+                "rediss://127.0.0.1:6379",
+                missing.to_str().unwrap(),
+                "cannot read",
+            ),
+        ];
+        for (url, file, expected) in cases {
+            let err = load(&[
+                ("GATEWAY_SANDBOX", "true"),
+                ("GATEWAY_REDIS_URL", url),
+                ("GATEWAY_REDIS_CA_FILE", file),
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(err.starts_with("GATEWAY_REDIS_CA_FILE"), "{err}");
+            assert!(err.contains(expected), "{err}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -782,3 +782,121 @@ async fn three_processes_on_one_redis_read_their_writes_under_load() {
     assert_eq!(stale_beyond, 0, "pre-write answers past the bound");
     drop(gateways);
 }
+
+/// A `redis-server` that speaks only TLS, with a certificate for 127.0.0.1 signed by a
+/// private CA; the CA's PEM is in `ca_file`.
+struct TlsRedis {
+    child: Child,
+    addr: SocketAddr,
+    ca_file: std::path::PathBuf,
+    _dir: std::path::PathBuf,
+}
+
+impl TlsRedis {
+    fn start() -> Option<Self> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+        // Only to learn whether redis-server is installed (and say so).
+        drop(Redis::start()?);
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "private Redis CA");
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+        leaf.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
+        let cert = leaf.signed_by(&key, &issuer).unwrap();
+        let dir = std::env::temp_dir().join(format!(
+            "fpgw-redis-tls-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let ca_file = file("ca.pem", &ca_pem);
+        let cert_file = file("redis.pem", &cert.pem());
+        let key_file = file("redis.key", &key.serialize_pem());
+        let addr = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--tls-port", &addr.port().to_string()])
+            .args(["--tls-cert-file", cert_file.to_str().unwrap()])
+            .args(["--tls-key-file", key_file.to_str().unwrap()])
+            .args(["--tls-ca-cert-file", ca_file.to_str().unwrap()])
+            .args(["--tls-auth-clients", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let until = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < until, "redis-server (TLS) did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Self {
+            child,
+            addr,
+            ca_file,
+            _dir: dir,
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("rediss://{}", self.addr)
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self._dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_redis_signed_by_a_private_ca_is_shared_and_verified() {
+    let Some(redis) = TlsRedis::start() else {
+        return;
+    };
+    let sandbox = sandbox().await;
+    let ca = redis.ca_file.to_str().unwrap().to_owned();
+    let a = Replica::start(&sandbox, &redis.url(), &[("GATEWAY_REDIS_CA_FILE", &ca)]).await;
+    let b = Replica::start(&sandbox, &redis.url(), &[("GATEWAY_REDIS_CA_FILE", &ca)]).await;
+    // Trusting only the public web roots, this one must refuse the server's certificate
+    // and go on without Redis.
+    let c = Replica::start(&sandbox, &redis.url(), &[]).await;
+    settle().await;
+    let before = sandbox.control.served();
+    assert_eq!(suspect(&mut a.fp(), "tls-1").await.1, "miss");
+    assert_eq!(
+        suspect(&mut b.fp(), "tls-1").await.1,
+        "hit",
+        "B reads A's fill over TLS"
+    );
+    assert_eq!(sandbox.control.served() - before, 1, "one upstream call");
+    assert_eq!(
+        suspect(&mut c.fp(), "tls-1").await.1,
+        "miss",
+        "C cannot read Redis"
+    );
+    assert_eq!(sandbox.control.served() - before, 2);
+    for r in [a, b, c] {
+        r.stop().await;
+    }
+}

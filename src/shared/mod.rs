@@ -125,8 +125,18 @@ impl Shared {
                 .set_password(password.expose());
             info = info.set_redis_settings(redis_info);
         }
-        let client = redis::Client::open(info)
-            .map_err(|_| "GATEWAY_REDIS_URL names no usable Redis".to_owned())?;
+        let client = match &config.ca {
+            None => redis::Client::open(info),
+            // A private CA instead of the public web roots.
+            Some(ca) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.clone()),
+                },
+            ),
+        }
+        .map_err(|_| "GATEWAY_REDIS_URL names no usable Redis".to_owned())?;
         let manager = redis::aio::ConnectionManagerConfig::new()
             // Each operation has its own bound (`run`), the quota's a longer one.
             .set_response_timeout(None)
