@@ -13,11 +13,12 @@
 //!   invalidations and the lease on the first, cross-replica locks, the quota.
 //! - [`service`]: the RPC handlers: validate, page, call the upstream, convert.
 //! - [`upstream`]: the HTTP clients of fingerprint.com and Stytch; they return JSON
-//!   (or, for a v4 event of exactly the published shape, `convert`'s typed mirror).
+//!   (or, for a v4 event or search page of exactly the published shape, `convert`'s
+//!   typed mirror).
 //! - [`resilience`]: deadlines, retry policy and budget, circuit breakers, quota
 //!   limiters and the in-flight bound, consulted by `edge`, `cache` and `upstream`.
 //! - [`convert`]: upstream JSON to protobuf messages (events, lists, Stytch answers),
-//!   and the typed reading of a v4 event that skips `serde_json::Value`.
+//!   and the typed reading of v4 events and search pages that skips `serde_json::Value`.
 //! - [`sealed`], [`webhook`]: local verification (sealed results, webhook signatures).
 //! - [`sandbox`]: the embedded emulator of both upstreams (`--sandbox`).
 //! - Used by every layer: [`metrics`] (Prometheus), [`telemetry`] (logs, traces).

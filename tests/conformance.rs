@@ -253,7 +253,7 @@ async fn v4_event_examples_lose_nothing() {
 
 #[test]
 fn v4_event_examples_read_alike_typed_and_general() {
-    use fingerprint_gateway::convert::typed::{Shape, V4Event};
+    use fingerprint_gateway::convert::typed::{Shape, V4Event, V4Page};
     let Some(fx) = common::fixtures() else { return };
     let dir = fx.join("fingerprint/v4/paths/examples");
     let mut typed_read = Vec::new();
@@ -270,10 +270,27 @@ fn v4_event_examples_read_alike_typed_and_general() {
             typed_read.push(name);
         }
     }
-    // The published example is what the typed reader exists for; the one with an
+    let (text, json) = read(&dir.join("events/search/get_event_search_200.json"));
+    let general = fingerprint_gateway::convert::list::search_page(
+        Generation::V4,
+        json.as_object().cloned().unwrap(),
+    );
+    if let Some(typed) = V4Page::read(text.as_bytes()) {
+        assert_eq!(
+            typed.into_page(),
+            general,
+            "search page: the readers differ"
+        );
+        typed_read.push("events/search/get_event_search_200.json");
+    }
+    // The published examples are what the typed readers exist for; the one with an
     // unknown member must take the general path, which keeps it.
     assert!(
         typed_read.contains(&"events/get_event_200.json"),
+        "{typed_read:?}"
+    );
+    assert!(
+        typed_read.contains(&"events/search/get_event_search_200.json"),
         "{typed_read:?}"
     );
     assert!(!typed_read.contains(&"events/get_event_200_with_unknown_field.json"));

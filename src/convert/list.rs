@@ -9,7 +9,7 @@ use crate::config::Generation;
 use crate::proto::v1::Event;
 
 /// One upstream page of events, converted.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct EventPage {
     /// The events, in upstream order.
     pub events: Vec<Event>,
@@ -20,6 +20,18 @@ pub struct EventPage {
     /// Envelope members not modelled (new members, members of a wrong type, list
     /// elements that are not objects at their index).
     pub unmapped: Map<String, Json>,
+}
+
+/// A search page as the upstream client read it: typed (a v4 page of exactly the
+/// published shape) or as JSON of the given generation.
+pub fn search_answer(
+    generation: Generation,
+    answer: super::typed::Answer<super::typed::V4Page>,
+) -> EventPage {
+    match answer {
+        super::typed::Answer::Typed(page) => page.into_page(),
+        super::typed::Answer::Json(body) => search_page(generation, body),
+    }
 }
 
 /// A v4 `GET /v4/events` or v3 `GET /events/search` answer.

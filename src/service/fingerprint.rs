@@ -264,7 +264,7 @@ async fn visits_v4(
         let missing = size.saturating_sub(u32::try_from(out.events.len()).unwrap_or(u32::MAX));
         let ask = missing.min(V4_PAGE_MAX);
         let body = client.search(filter, ask, &key, None).await?;
-        let page = convert::list::search_page(Generation::V4, body);
+        let page = convert::list::search_answer(Generation::V4, body);
         let got = page.events.len();
         out.events.extend(page.events);
         out.unmapped.extend(page.unmapped);
@@ -417,7 +417,7 @@ impl FingerprintService for FingerprintApi {
         );
         let upstream_key = binding.unwrap("page_token", &req.page_token)?;
         let body = client.search(&filter, size, &upstream_key, total).await?;
-        let page = convert::list::search_page(generation, body);
+        let page = convert::list::search_answer(generation, body);
         let tags = event_tags(&page.events);
         let answer = SearchEventsResponse {
             events: page.events,
@@ -690,7 +690,7 @@ impl StreamState {
             };
             match result {
                 Ok(body) => {
-                    let page = convert::list::search_page(self.client.generation(), body);
+                    let page = convert::list::search_answer(self.client.generation(), body);
                     self.fetched_any = true;
                     self.next_key = page.next_key;
                     self.buffer = page.events.into();

@@ -7,7 +7,7 @@ use serde_json::Value as Json;
 use super::{Call, ErrorShape, Http, JsonObject, account_digest};
 use crate::config::{FingerprintConfig, Generation, Secret};
 use crate::convert::json::timestamp_to_millis;
-use crate::convert::typed::{Answer, Shape, Untyped, V4Event};
+use crate::convert::typed::{Answer, Shape, Untyped, V4Event, V4Page};
 use crate::error::{Error, Resource, Upstream};
 use crate::proto::v1::EventFilter;
 use crate::resilience::CallKind;
@@ -130,17 +130,24 @@ impl FingerprintClient {
         size: u32,
         key: &str,
         total: Option<u32>,
-    ) -> Result<JsonObject, Error> {
+    ) -> Result<Answer<V4Page>, Error> {
         match self.config.generation {
             Generation::V4 => {
                 let query = search_query_v4(filter, size, key, total);
-                self.get(Resource::Collection, &["v4", "events"], &query)
-                    .await
+                self.call_as(
+                    Method::GET,
+                    Resource::Collection,
+                    &["v4", "events"],
+                    &query,
+                    None,
+                )
+                .await
             }
             Generation::V3 => {
                 let query = search_query_v3(filter, size, key);
                 self.get(Resource::Collection, &["events", "search"], &query)
                     .await
+                    .map(Answer::Json)
             }
         }
     }
