@@ -41,6 +41,16 @@ pub trait Shape: Sized + Send {
 #[derive(Debug)]
 pub enum Untyped {}
 
+impl Answer<Untyped> {
+    /// The JSON object: an untyped answer holds nothing else.
+    pub fn into_json(self) -> Map<String, Json> {
+        match self {
+            Self::Json(json) => json,
+            Self::Typed(never) => match never {},
+        }
+    }
+}
+
 impl Shape for Untyped {
     fn read(_: &[u8]) -> Option<Self> {
         None

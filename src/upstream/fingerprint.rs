@@ -238,13 +238,10 @@ impl FingerprintClient {
         query: &[(&'static str, String)],
         body: Option<Json>,
     ) -> Result<JsonObject, Error> {
-        match self
+        Ok(self
             .call_as::<Untyped>(method, resource, segments, query, body)
             .await?
-        {
-            Answer::Json(json) => Ok(json),
-            Answer::Typed(never) => match never {},
-        }
+            .into_json())
     }
 
     async fn call_as<T: Shape>(

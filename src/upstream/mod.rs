@@ -105,10 +105,7 @@ impl Http {
     /// failure while the policy, the budget and the deadline allow (see
     /// [`crate::resilience`]).
     pub async fn send(&self, call: Call<'_>, request: RequestBuilder) -> Result<JsonObject, Error> {
-        match self.send_as::<Untyped>(call, request).await? {
-            Answer::Json(json) => Ok(json),
-            Answer::Typed(never) => match never {},
-        }
+        Ok(self.send_as::<Untyped>(call, request).await?.into_json())
     }
 
     /// As [`Http::send`], reading a 2xx answer as `T` when it has exactly that shape
