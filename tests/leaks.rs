@@ -7,11 +7,7 @@
 
 mod common;
 
-use std::{
-    io::Read,
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::{io::Read, process::Stdio, time::Duration};
 
 use axum::{
     Router,
@@ -164,11 +160,7 @@ async fn echoed_credentials_never_reach_callers_logs_or_metrics() {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    let until = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(listen).is_err() {
-        assert!(Instant::now() < until, "gateway did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::process::wait_for_listener(&mut child, listen, "gateway", Duration::from_secs(20));
     let channel = Channel::from_shared(format!("http://{listen}"))
         .unwrap()
         .connect()

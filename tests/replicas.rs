@@ -17,7 +17,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{cache_of, config, process::free_port, sandbox_settings};
+use common::{
+    cache_of, config,
+    process::{free_port, wait_for_listener},
+    sandbox_settings,
+};
 use fingerprint_gateway::{
     config::Generation,
     proto::v1::{
@@ -64,7 +68,7 @@ impl Redis {
     }
 
     fn restart(&mut self) {
-        let child = Command::new("redis-server")
+        let mut child = Command::new("redis-server")
             .args([
                 "--port",
                 &self.addr.port().to_string(),
@@ -79,12 +83,13 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        wait_for_listener(
+            &mut child,
+            self.addr,
+            "redis-server",
+            Duration::from_secs(10),
+        );
         self.child = Some(child);
-        let until = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(self.addr).is_err() {
-            assert!(Instant::now() < until, "redis-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 
     fn kill(&mut self) {
@@ -663,16 +668,12 @@ impl Drop for Process {
 }
 
 fn spawn(args: &[&str], env: &[(&str, &str)], port: SocketAddr) -> Process {
-    let child = common::process::gateway(args, env)
+    let mut child = common::process::gateway(args, env)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let until = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(port).is_err() {
-        assert!(Instant::now() < until, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_listener(&mut child, port, "gateway", Duration::from_secs(20));
     Process(child)
 }
 
@@ -823,7 +824,7 @@ impl TlsRedis {
         let cert_file = file("redis.pem", &cert.pem());
         let key_file = file("redis.key", &key.serialize_pem());
         let addr = free_port();
-        let child = Command::new("redis-server")
+        let mut child = Command::new("redis-server")
             .args([
                 "--port",
                 "0",
@@ -843,11 +844,12 @@ impl TlsRedis {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let until = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < until, "redis-server (TLS) did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_listener(
+            &mut child,
+            addr,
+            "redis-server (TLS)",
+            Duration::from_secs(10),
+        );
         Some(Self {
             child,
             addr,

@@ -26,6 +26,17 @@ pub fn free_port() -> SocketAddr {
         .unwrap()
 }
 
+/// Waits until something accepts connections on `addr`; fails the test if `child`
+/// (`what`) exits first or `within` passes.
+pub fn wait_for_listener(child: &mut Child, addr: SocketAddr, what: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while TcpStream::connect(addr).is_err() {
+        assert!(child.try_wait().unwrap().is_none(), "{what} exited early");
+        assert!(Instant::now() < deadline, "{what} did not listen on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A running gateway process, killed when dropped (so a failing test leaves none).
 pub struct Running {
     /// The process.
@@ -51,19 +62,12 @@ impl Running {
 
     /// Waits until the gateway accepts connections.
     pub fn wait_until_listening(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(self.addr).is_err() {
-            assert!(
-                self.child.try_wait().unwrap().is_none(),
-                "gateway exited early"
-            );
-            assert!(
-                Instant::now() < deadline,
-                "gateway did not listen on {}",
-                self.addr
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_listener(
+            &mut self.child,
+            self.addr,
+            "gateway",
+            Duration::from_secs(20),
+        );
     }
 
     /// Sends SIGTERM.
