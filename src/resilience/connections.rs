@@ -8,7 +8,7 @@ use std::{
     io,
     pin::Pin,
     sync::Arc,
-    task::{Context, Poll},
+    task::{Context, Poll, ready},
     time::Duration,
 };
 
@@ -35,6 +35,10 @@ pub struct Counted {
     metrics: Arc<Metrics>,
     /// When the connection is closed, whatever is on it.
     end: Pin<Box<tokio::time::Sleep>>,
+    /// What was written and not yet handed to the socket (see [`Counted::poll_flush`]).
+    pending: Vec<u8>,
+    /// Whether the flush has already let the other ready tasks run once.
+    yielded: bool,
 }
 
 enum Io {
@@ -157,6 +161,8 @@ impl Made {
             _place: self.place,
             metrics: self.metrics,
             end: Box::pin(tokio::time::sleep(self.life)),
+            pending: Vec::new(),
+            yielded: false,
         }
     }
 }
@@ -197,34 +203,13 @@ impl AsyncRead for Counted {
     }
 }
 
-impl AsyncWrite for Counted {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match &mut self.io {
-            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
+/// Most bytes held for the next flush. A write this large, with nothing held, goes to
+/// the socket at once; so a connection never holds more than this.
+const HOLD: usize = 16 * 1024;
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.io {
-            Io::Plain(s) => Pin::new(s).poll_flush(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.io {
-            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+impl Counted {
+    fn poll_write_io(
+        &mut self,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
@@ -234,10 +219,180 @@ impl AsyncWrite for Counted {
         }
     }
 
-    fn is_write_vectored(&self) -> bool {
-        match &self.io {
-            Io::Plain(s) => s.is_write_vectored(),
-            Io::Tls(s) => s.is_write_vectored(),
+    /// Hands the held bytes to the socket; ready when all of them are written.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut sent = 0;
+        let mut pending = std::mem::take(&mut self.pending);
+        let result = loop {
+            if sent == pending.len() {
+                break Poll::Ready(Ok(()));
+            }
+            match self.poll_write_io(cx, &[io::IoSlice::new(&pending[sent..])]) {
+                Poll::Ready(Ok(0)) => break Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => sent += n,
+                Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
+                Poll::Pending => break Poll::Pending,
+            }
+        };
+        pending.drain(..sent);
+        self.pending = pending;
+        result
+    }
+
+    /// Holds `bufs` for the next flush, or writes them at once when they are large.
+    fn poll_hold(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if self.pending.len() + total > HOLD {
+            ready!(self.poll_drain(cx))?;
         }
+        if total >= HOLD {
+            return self.poll_write_io(cx, bufs);
+        }
+        for buf in bufs {
+            self.pending.extend_from_slice(buf);
+        }
+        Poll::Ready(Ok(total))
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_hold(cx, &[io::IoSlice::new(buf)])
+    }
+
+    /// HTTP/2 answers are written by the connection's task while each call's task adds
+    /// its frames: a call's trailers often arrive a moment after its data, and a flush
+    /// at once sends them in two segments (two system calls here, two wake-ups in the
+    /// client). So the first flush of held bytes lets the tasks already waiting run
+    /// first, and the next flush writes everything held by then in one call.
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.pending.is_empty() {
+            if !this.yielded {
+                this.yielded = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            ready!(this.poll_drain(cx))?;
+        }
+        this.yielded = false;
+        match &mut this.io {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        match &mut this.io {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_hold(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A `Counted` over one end of a loopback connection, and the other end.
+    async fn pair() -> (Counted, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (server, _) = accepted.unwrap();
+        let places = Arc::new(Semaphore::new(1));
+        let made = Made {
+            place: places.acquire_owned().await.unwrap(),
+            metrics: Arc::new(Metrics::new()),
+            life: Duration::from_secs(60),
+        };
+        let peer = PeerInfo {
+            remote: None,
+            identity: None,
+        };
+        (made.counted(Io::Plain(server), peer), client.unwrap())
+    }
+
+    /// What the peer has received so far, waiting briefly for more.
+    async fn received(peer: &mut TcpStream) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = vec![0; 64 * 1024];
+        while let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(100), peer.read(&mut buf)).await
+        {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn small_writes_wait_for_the_flush_and_arrive_in_order() {
+        let (mut conn, mut peer) = pair().await;
+        conn.write_all(b"headers,").await.unwrap();
+        conn.write_all(b"data,").await.unwrap();
+        assert!(
+            received(&mut peer).await.is_empty(),
+            "sent before the flush"
+        );
+        conn.write_all(b"trailers").await.unwrap();
+        conn.flush().await.unwrap();
+        assert_eq!(received(&mut peer).await, b"headers,data,trailers");
+    }
+
+    #[tokio::test]
+    async fn a_large_write_goes_out_after_what_is_held() {
+        let (mut conn, mut peer) = pair().await;
+        let large: Vec<u8> = (0..3 * HOLD).map(|i| (i % 251) as u8).collect();
+        conn.write_all(b"first").await.unwrap();
+        conn.write_all(&large).await.unwrap();
+        conn.write_all(b"last").await.unwrap();
+        conn.flush().await.unwrap();
+        let got = received(&mut peer).await;
+        assert_eq!(got.len(), 5 + large.len() + 4);
+        assert_eq!(&got[..5], b"first");
+        assert_eq!(&got[5..5 + large.len()], &large[..]);
+        assert_eq!(&got[5 + large.len()..], b"last");
+        assert!(
+            conn.pending.capacity() <= 2 * HOLD,
+            "held {}",
+            conn.pending.capacity()
+        );
+    }
+
+    #[tokio::test]
+    async fn shutdown_sends_what_is_held() {
+        let (mut conn, mut peer) = pair().await;
+        conn.write_all(b"goaway").await.unwrap();
+        conn.shutdown().await.unwrap();
+        assert_eq!(received(&mut peer).await, b"goaway");
     }
 }
