@@ -13,6 +13,8 @@
 #    fixed event after 20 ms (bench/src/bin/fixed_upstream.rs);
 # 5. plain reqwest GETs of that upstream URL (bench/src/bin/load.rs), what a service does
 #    without the gateway;
+# 6. the floor of any gateway: the bare server of 1., calling that upstream URL with
+#    reqwest before it answers (bare_server ADDR URL);
 # then RSS with the cache full, of the sandbox under load, and after 10,000 made-up
 # method paths. Needs h2load (Debian nghttp2-client; installed when missing and root).
 set -euo pipefail
@@ -33,14 +35,17 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 wait_port() { for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.05; done; echo "nothing on $1" >&2; exit 1; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
-UP=$(port) GW=$(port) BARE=$(port) METRICS=$(port)
+UP=$(port) GW=$(port) BARE=$(port) FLOOR=$(port) METRICS=$(port)
+UP_URL="http://127.0.0.1:$UP/v4/events/1770000000000.abcdef"
 "$bin/fixed_upstream" "127.0.0.1:$UP" 20 2>/dev/null & pids+=($!)
 "$bin/bare_server" "127.0.0.1:$BARE" 2>"$work/bare.log" & pids+=($!)
+# The bare server again, making the upstream call first: the floor of any gateway.
+"$bin/bare_server" "127.0.0.1:$FLOOR" "$UP_URL" 2>/dev/null & pids+=($!)
 env -i PATH="$PATH" GATEWAY_LISTEN="127.0.0.1:$GW" GATEWAY_METRICS_LISTEN="127.0.0.1:$METRICS" \
     FINGERPRINT_API_BASE_URL="http://127.0.0.1:$UP" FINGERPRINT_SECRET_API_KEY=bench-key \
     GATEWAY_CACHE_TTL_GET_EVENT=1h "$bin/fingerprint-gateway" 2>"$work/gw.log" & pids+=($!)
 GW_PID=$!
-wait_port "$UP"; wait_port "$BARE"; wait_port "$GW"
+wait_port "$UP"; wait_port "$BARE"; wait_port "$FLOOR"; wait_port "$GW"
 
 # gRPC frames: flag, 4-byte length, message.
 python3 - "$work" <<'PY'
@@ -96,11 +101,14 @@ MISS=${MISS:-20000}
 for round in 1 2; do
     # Warm-up, not measured: opens the gateway's upstream connections, as `load direct`
     # opens its own before measuring.
-    h2load -n 640 -c 4 -m 16 -H 'content-type: application/grpc' -H 'te: trailers' \
-        -H 'cache-control: no-cache' -d "$work/get_event" "http://127.0.0.1:$GW$EVENT" >/dev/null
+    for p in "$GW" "$FLOOR"; do
+        h2load -n 640 -c 4 -m 16 -H 'content-type: application/grpc' -H 'te: trailers' \
+            -H 'cache-control: no-cache' -d "$work/get_event" "http://127.0.0.1:$p$EVENT" >/dev/null
+    done
     h2 "gateway: GetEvent, no-cache" "$GW" $EVENT "$work/get_event" 4 16 "$MISS" -H 'cache-control: no-cache'
     printf '%-40s   64 in flight %s\n' "direct reqwest GET of the upstream" \
-        "$("$bin/load" direct "http://127.0.0.1:$UP/v4/events/1770000000000.abcdef" 64 "$MISS")"
+        "$("$bin/load" direct "$UP_URL" 64 "$MISS")"
+    h2 "floor: bare tonic + reqwest GET" "$FLOOR" $EVENT "$work/get_event" 4 16 "$MISS"
 done
 
 [ "${SKIP_MEMORY:-}" = 1 ] && exit 0

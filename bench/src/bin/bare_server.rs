@@ -1,7 +1,12 @@
 //! The ceiling for an answer of a given size: a bare tonic server with gRPC health and
 //! a `FingerprintService/GetEvent` that answers a fixed payload held as `Bytes` (the
 //! gateway's own encoded answer for the benchmark event), with no cache, validation or
-//! metrics. Usage: bare_server ADDR
+//! metrics. Usage: bare_server ADDR [UPSTREAM_URL]
+//!
+//! With UPSTREAM_URL, each GetEvent first GETs that URL with a plain reqwest client and
+//! reads the body whole, then answers the same fixed payload: the floor of any gateway
+//! that turns a gRPC call into an upstream HTTP call, with nothing parsed, converted,
+//! cached or counted.
 
 use std::{
     convert::Infallible,
@@ -56,13 +61,28 @@ impl Decoder for BytesCodec {
 }
 
 #[derive(Clone)]
-struct Fixed(Bytes);
+struct Fixed {
+    payload: Bytes,
+    /// The upstream to call first, if any.
+    upstream: Option<(reqwest::Client, reqwest::Url)>,
+}
 
 impl UnaryService<Bytes> for Fixed {
     type Response = Bytes;
-    type Future = std::future::Ready<Result<tonic::Response<Bytes>, Status>>;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<tonic::Response<Bytes>, Status>> + Send + 'static>,
+    >;
     fn call(&mut self, _request: tonic::Request<Bytes>) -> Self::Future {
-        std::future::ready(Ok(tonic::Response::new(self.0.clone())))
+        let Self { payload, upstream } = self.clone();
+        Box::pin(async move {
+            if let Some((client, url)) = upstream {
+                let body = async { client.get(url).send().await?.bytes().await }
+                    .await
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
+                std::hint::black_box(body);
+            }
+            Ok(tonic::Response::new(payload))
+        })
     }
 }
 
@@ -96,10 +116,15 @@ impl tower::Service<http::Request<Body>> for FixedService {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr: std::net::SocketAddr = std::env::args()
-        .nth(1)
+    let mut args = std::env::args().skip(1);
+    let addr: std::net::SocketAddr = args
+        .next()
         .unwrap_or_else(|| "127.0.0.1:50600".into())
         .parse()?;
+    let upstream = match args.next() {
+        Some(url) => Some((reqwest::Client::new(), reqwest::Url::parse(&url)?)),
+        None => None,
+    };
     let payload = Bytes::from(fingerprint_gateway_bench::event_answer());
     eprintln!(
         "bare server on {addr}: GetEvent answers {} bytes",
@@ -110,7 +135,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .add_service(health)
-        .add_service(FixedService(Fixed(payload)))
+        .add_service(FixedService(Fixed { payload, upstream }))
         .serve_with_incoming(incoming)
         .await?;
     Ok(())
