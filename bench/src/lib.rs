@@ -20,7 +20,7 @@ pub fn event_json() -> serde_json::Value {
 pub fn event_answer() -> Vec<u8> {
     let map = event_json().as_object().cloned().unwrap_or_default();
     GetEventResponse {
-        event: Some(convert::event(Generation::V4, map)),
+        event: Some(Box::new(convert::event(Generation::V4, map))),
     }
     .encode_to_vec()
 }

@@ -316,7 +316,12 @@ impl FingerprintService for FingerprintApi {
         let body = client.get_event(&req.event_id, &req.ruleset_id).await?;
         let event = convert::event_answer(generation, body);
         let tags = event_tags(std::slice::from_ref(&event));
-        Ok(tagged(GetEventResponse { event: Some(event) }, tags))
+        Ok(tagged(
+            GetEventResponse {
+                event: Some(Box::new(event)),
+            },
+            tags,
+        ))
     }
 
     async fn get_visits(
