@@ -317,6 +317,48 @@ async fn identical_misses_on_every_replica_make_one_upstream_call() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_waiting_on_another_replicas_fetch_keeps_time_for_its_own() {
+    let Some(redis) = Redis::start() else { return };
+    let sandbox = sandbox().await;
+    let slow_redis = [("GATEWAY_REDIS_TIMEOUT", "2s")];
+    let a = Replica::start(&sandbox, &redis.url(), &slow_redis).await;
+    let b = Replica::start(&sandbox, &redis.url(), &slow_redis).await;
+    settle().await;
+    // A's fetch takes 6 s (it holds the key's lock all along); the next one, B's own,
+    // takes 400 ms.
+    sandbox
+        .control
+        .faults
+        .set(
+            fingerprint_gateway::sandbox::faults::parse_rules(
+                r#"[{"path": "/v4/events/held-key", "latency_ms": 6000, "times": 1},
+                    {"path": "/v4/events/held-key", "latency_ms": 400, "times": 1}]"#,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let mut fa = a.fp();
+    let first = tokio::spawn(async move {
+        let mut r = event("held-key");
+        r.set_timeout(Duration::from_secs(20));
+        fa.get_event(r).await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // B finds the lock held: it may wait for A's fill, but not so long that its own
+    // fetch no longer fits its deadline.
+    let mut r = event("held-key");
+    r.set_timeout(Duration::from_secs(3));
+    let answer = b.fp().get_event(r).await;
+    assert!(
+        answer.is_ok(),
+        "B waited out its deadline on A's lock: {answer:?}"
+    );
+    first.await.unwrap().unwrap();
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_dying_and_returning_mid_load_fails_no_call() {
     let Some(mut redis) = Redis::start() else {
         return;

@@ -286,8 +286,13 @@ where
                         // Past its TTL there: refresh it under the lock.
                         let _ = shared.lock(&key, &mut lookup, lock_for).await;
                     }
+                    // Another replica's fill is worth at most half the time left: when
+                    // it never comes (that fetch is slow, or its replica died holding the
+                    // lock), this call keeps the other half for a fetch of its own.
+                    let now = tokio::time::Instant::now();
+                    let wait_until = now + deadline.saturating_duration_since(now) / 2;
                     if !lookup.locked
-                        && let Ok(Some(entry)) = shared.wait_for_fill(&key, deadline).await
+                        && let Ok(Some(entry)) = shared.wait_for_fill(&key, wait_until).await
                     {
                         from_shared = true;
                         return Ok(entry);
