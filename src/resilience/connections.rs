@@ -207,6 +207,9 @@ impl AsyncRead for Counted {
 /// the socket at once; so a connection never holds more than this.
 const HOLD: usize = 16 * 1024;
 
+/// Most buffer a connection keeps between batches.
+const KEEP: usize = 4 * 1024;
+
 impl Counted {
     fn poll_write_io(
         &mut self,
@@ -235,6 +238,11 @@ impl Counted {
             }
         };
         pending.drain(..sent);
+        // An idle connection keeps little: a batch that grew the buffer past KEEP gives
+        // it back once written (busy connections hold one or two answers, well below).
+        if pending.is_empty() && pending.capacity() > KEEP {
+            pending = Vec::new();
+        }
         self.pending = pending;
         result
     }
@@ -382,8 +390,25 @@ mod tests {
         assert_eq!(&got[5..5 + large.len()], &large[..]);
         assert_eq!(&got[5 + large.len()..], b"last");
         assert!(
-            conn.pending.capacity() <= 2 * HOLD,
+            conn.pending.capacity() <= KEEP,
             "held {}",
+            conn.pending.capacity()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_big_batch_gives_its_buffer_back_once_written() {
+        let (mut conn, mut peer) = pair().await;
+        let piece = [7u8; 1024];
+        for _ in 0..12 {
+            conn.write_all(&piece).await.unwrap();
+        }
+        assert!(conn.pending.capacity() > KEEP);
+        conn.flush().await.unwrap();
+        assert_eq!(received(&mut peer).await.len(), 12 * 1024);
+        assert!(
+            conn.pending.capacity() <= KEEP,
+            "kept {}",
             conn.pending.capacity()
         );
     }
