@@ -1,8 +1,9 @@
 //! The listener's connections: accepted only while fewer than the limit are open (the
 //! rest wait in the kernel's accept queue), TLS handshakes done apart from accepting (a
 //! slow client never holds the listener up), each connection's peer told to the
-//! services ([`PeerInfo`]), and a bound on each connection's life: one still open at
-//! its age plus grace (it was asked to go at its age) is closed.
+//! services ([`PeerInfo`]), a bound on each connection's life (one still open at its
+//! age plus grace, asked to go at its age, is closed), and writes held until a flush so
+//! that an answer's frames leave together (see [`Counted::poll_flush`]).
 
 use std::{
     io,
