@@ -325,14 +325,14 @@ async fn a_call_waiting_on_another_replicas_fetch_keeps_time_for_its_own() {
     let b = Replica::start(&sandbox, &redis.url(), &slow_redis).await;
     settle().await;
     // A's fetch takes 6 s (it holds the key's lock all along); the next one, B's own,
-    // takes 400 ms.
+    // takes 100 ms.
     sandbox
         .control
         .faults
         .set(
             fingerprint_gateway::sandbox::faults::parse_rules(
                 r#"[{"path": "/v4/events/held-key", "latency_ms": 6000, "times": 1},
-                    {"path": "/v4/events/held-key", "latency_ms": 400, "times": 1}]"#,
+                    {"path": "/v4/events/held-key", "latency_ms": 100, "times": 1}]"#,
             )
             .unwrap(),
         )

@@ -32,6 +32,10 @@ use crate::rpc::Rpc;
 /// the fetch ends; this bounds a crashed holder).
 const MAX_LOCK: Duration = Duration::from_secs(30);
 
+/// Most time a call waiting on another replica's fetch keeps for its own (a vendor
+/// answers in well under a second).
+const OWN_FETCH: Duration = Duration::from_secs(1);
+
 /// Largest request body the layer reads, tonic's own decoding limit.
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 
@@ -286,11 +290,12 @@ where
                         // Past its TTL there: refresh it under the lock.
                         let _ = shared.lock(&key, &mut lookup, lock_for).await;
                     }
-                    // Another replica's fill is worth at most half the time left: when
-                    // it never comes (that fetch is slow, or its replica died holding the
-                    // lock), this call keeps the other half for a fetch of its own.
-                    let now = tokio::time::Instant::now();
-                    let wait_until = now + deadline.saturating_duration_since(now) / 2;
+                    // Another replica's fill is waited for, but when it never comes
+                    // (that fetch is slow, or its replica died holding the lock) this
+                    // call keeps a quarter of the time left, at most OWN_FETCH, for a
+                    // fetch of its own.
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    let wait_until = deadline - (left / 4).min(OWN_FETCH);
                     if !lookup.locked
                         && let Ok(Some(entry)) = shared.wait_for_fill(&key, wait_until).await
                     {

@@ -9,9 +9,9 @@
 //!   values are AES-256-GCM sealed with the key as associated data, so Redis can
 //!   neither read an answer nor move one to another key.
 //! - **One call per key across replicas.** A miss takes a short lock on the key in the
-//!   same round trip as its lookup; the others poll for the filled entry for at most
-//!   half of the time their deadline leaves, and fetch themselves if the lock holder
-//!   gives up or has not filled it by then.
+//!   same round trip as its lookup; the others poll for the filled entry, keeping a
+//!   quarter of the time their deadline leaves (at most 1 s) for a fetch of their own,
+//!   and fetch themselves if the lock holder gives up or has not filled it by then.
 //! - **Writes.** One script bumps the upstream's write epoch, drops the entries the
 //!   write affects (sets per tag; generation counters for whole RPCs) and publishes the
 //!   invalidation, all before the write answers. A fill is refused if the epoch moved
