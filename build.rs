@@ -19,8 +19,28 @@ fn main() -> Result<(), Box<dyn Error>> {
     // each hand-over between the service, tonic and the encoder on every miss.
     config.boxed(".fingerprint.gateway.v1.GetEventResponse.event");
     let out = PathBuf::from(env::var("OUT_DIR")?);
+    // Messages and clients, as every caller sees them.
     tonic_prost_build::configure()
+        .build_server(false)
         .file_descriptor_set_path(out.join("gateway_descriptor.bin"))
+        .compile_with_config(config, PROTOS, &["proto"])?;
+    // The servers, generated apart so that GetEvent can answer with an `Event` already
+    // encoded (`crate::proto::wire`): the same bytes on the wire, no `Event` built on
+    // the way. Every other message is the one generated above.
+    let server_out = out.join("server");
+    std::fs::create_dir_all(&server_out)?;
+    let mut config = tonic_prost_build::Config::new();
+    if env::var_os("PROTOC").is_none() {
+        config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    }
+    tonic_prost_build::configure()
+        .build_client(false)
+        .out_dir(&server_out)
+        .extern_path(".fingerprint.gateway.v1", "crate::proto::v1")
+        .extern_path(
+            ".fingerprint.gateway.v1.GetEventResponse",
+            "crate::proto::wire::GetEventResponse",
+        )
         .compile_with_config(config, PROTOS, &["proto"])?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())

@@ -13,12 +13,13 @@
 //!   invalidations and the lease on the first, cross-replica locks, the quota.
 //! - [`service`]: the RPC handlers: validate, page, call the upstream, convert.
 //! - [`upstream`]: the HTTP clients of fingerprint.com and Stytch; they return JSON
-//!   (or, for a v4 event or search page of exactly the published shape, `convert`'s
-//!   typed mirror).
+//!   (or, for a v4 event or search page of exactly the published shape, what
+//!   `convert`'s typed readers made of it: a typed mirror, or a v4 event encoded).
 //! - [`resilience`]: deadlines, retry policy and budget, circuit breakers, quota
 //!   limiters and the in-flight bound, consulted by `edge`, `cache` and `upstream`.
 //! - [`convert`]: upstream JSON to protobuf messages (events, lists, Stytch answers),
-//!   and the typed reading of v4 events and search pages that skips `serde_json::Value`.
+//!   and the typed reading of v4 events and search pages that skips `serde_json::Value`
+//!   (GetEvent's event is written straight into its protobuf encoding).
 //! - [`sealed`], [`webhook`]: local verification (sealed results, webhook signatures).
 //! - [`sandbox`]: the embedded emulator of both upstreams (`--sandbox`).
 //! - Used by every layer: [`metrics`] (Prometheus), [`telemetry`] (logs, traces).
@@ -26,7 +27,8 @@
 //!   listener's TLS and mTLS) and [`audit`] (the trail of mutations), used by `edge`;
 //!   [`secrets`] (secrets from files, rotated live), used by `server`.
 //! - Leaves: [`error`] (the one mapping to gRPC statuses), [`config`] (the settings
-//!   table), [`rpc`] (the RPCs as an enum), [`cidr`], and [`proto`] (generated).
+//!   table), [`rpc`] (the RPCs as an enum), [`cidr`], and [`proto`] (generated, plus
+//!   the server's `GetEventResponse` that carries an encoded event).
 
 // The sandbox builds its large example answers with `serde_json::json!`.
 #![recursion_limit = "256"]

@@ -10,7 +10,19 @@
 /// The `fingerprint.gateway.v1` package.
 pub mod v1 {
     tonic::include_proto!("fingerprint.gateway.v1");
+    pub use super::server::{fingerprint_service_server, stytch_service_server};
 }
+
+/// The package's servers, generated apart: their GetEvent answers with
+/// [`wire::GetEventResponse`].
+mod server {
+    include!(concat!(
+        env!("OUT_DIR"),
+        "/server/fingerprint.gateway.v1.rs"
+    ));
+}
+
+pub mod wire;
 
 /// Encoded `FileDescriptorSet` of the package, served by server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("gateway_descriptor");

@@ -253,7 +253,9 @@ async fn v4_event_examples_lose_nothing() {
 
 #[test]
 fn v4_event_examples_read_alike_typed_and_general() {
-    use fingerprint_gateway::convert::typed::{Shape, V4Event, V4Page};
+    use fingerprint_gateway::convert::typed::{Shape, V4Event, V4Page, wire::EncodedEvent};
+    use fingerprint_gateway::proto::v1::Event;
+    use prost::Message;
     let Some(fx) = common::fixtures() else { return };
     let dir = fx.join("fingerprint/v4/paths/examples");
     let mut typed_read = Vec::new();
@@ -265,9 +267,16 @@ fn v4_event_examples_read_alike_typed_and_general() {
         let (text, json) = read(&dir.join(name));
         let general =
             fingerprint_gateway::convert::event(Generation::V4, json.as_object().cloned().unwrap());
+        let encoded = EncodedEvent::read(text.as_bytes());
         if let Some(typed) = V4Event::read(text.as_bytes()) {
             assert_eq!(typed.into_event(), general, "{name}: the readers differ");
             typed_read.push(name);
+            // What GetEvent answers: written straight from the JSON, the same event.
+            let encoded = encoded.expect("the wire reader takes what the typed one takes");
+            let decoded = Event::decode(encoded.bytes).unwrap();
+            assert_eq!(decoded, general, "{name}: the wire reader differs");
+        } else {
+            assert!(encoded.is_none(), "{name}: only the wire reader took it");
         }
     }
     let (text, json) = read(&dir.join("events/search/get_event_search_200.json"));

@@ -139,14 +139,19 @@ pub fn from_v4(map: Map<String, Json>) -> Event {
 /// Known v3 words are spelled the v4 way in `bot_raw`, so both generations answer
 /// alike; unknown words pass through as sent.
 pub fn set_bot(e: &mut Event, raw: String) {
-    let (bot, raw) = match raw.as_str() {
+    let (bot, raw) = bot_of(raw);
+    e.bot = bot as i32;
+    e.bot_raw = raw;
+}
+
+/// `bot` as the enum and the text kept beside it (`notDetected`, v3's spelling, as v4's).
+pub fn bot_of(raw: String) -> (BotResult, String) {
+    match raw.as_str() {
         "not_detected" | "notDetected" => (BotResult::NotDetected, "not_detected".to_owned()),
         "good" => (BotResult::Good, raw),
         "bad" => (BotResult::Bad, raw),
         _ => (BotResult::Unspecified, raw),
-    };
-    e.bot = bot as i32;
-    e.bot_raw = raw;
+    }
 }
 
 fn sdk(s: &mut Obj) -> Sdk {

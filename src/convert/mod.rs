@@ -21,15 +21,6 @@ pub fn event(generation: Generation, body: serde_json::Map<String, Json>) -> Eve
     }
 }
 
-/// One event as the upstream client read it: typed (a v4 event of exactly the
-/// published shape) or as JSON of the given generation.
-pub fn event_answer(generation: Generation, answer: typed::Answer<typed::V4Event>) -> Event {
-    match answer {
-        typed::Answer::Typed(event) => event.into_event(),
-        typed::Answer::Json(body) => event(generation, body),
-    }
-}
-
 /// A v4 event, a v3 event (`products`), or a v3 webhook (flat), told apart by their
 /// members; `None` for anything else.
 pub fn any_event(json: Json) -> Option<Event> {

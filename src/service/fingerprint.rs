@@ -14,15 +14,16 @@ use super::page::{self, Binding};
 use super::{deadline, tagged, validate};
 use crate::cache::{Cache, Invalidation, Tag};
 use crate::config::{Generation, SealedKey, Secret};
-use crate::convert::{self, json::struct_to_json, list::EventPage};
+use crate::convert::{self, json::struct_to_json, list::EventPage, typed::Answer};
 use crate::error::{Error, Upstream};
 use crate::proto::v1::{
     DeleteVisitorDataRequest, DeleteVisitorDataResponse, Event, EventFilter, GetEventRequest,
-    GetEventResponse, GetVisitsRequest, GetVisitsResponse, SearchEventsRequest,
-    SearchEventsResponse, StreamEventsRequest, StreamEventsResponse, UnsealEventRequest,
-    UnsealEventResponse, UpdateEventRequest, UpdateEventResponse, VerifyWebhookSignatureRequest,
+    GetVisitsRequest, GetVisitsResponse, SearchEventsRequest, SearchEventsResponse,
+    StreamEventsRequest, StreamEventsResponse, UnsealEventRequest, UnsealEventResponse,
+    UpdateEventRequest, UpdateEventResponse, VerifyWebhookSignatureRequest,
     VerifyWebhookSignatureResponse, fingerprint_service_server::FingerprintService,
 };
+use crate::proto::wire::GetEventResponse;
 use crate::rpc::Rpc;
 use crate::secrets::Live;
 use crate::upstream::fingerprint::{FingerprintClient, V4_PAGE_MAX, VisitsFilter};
@@ -285,14 +286,24 @@ async fn visits_v4(
 fn event_tags(events: &[Event]) -> Vec<Tag> {
     let mut tags = Vec::with_capacity(events.len() * 2);
     for e in events {
-        if !e.event_id.is_empty() {
-            tags.push(Tag::event(&e.event_id));
-        }
-        if let Some(ident) = &e.identification {
-            tags.push(Tag::visitor(&ident.visitor_id));
-        }
+        push_tags(
+            &mut tags,
+            &e.event_id,
+            e.identification.as_ref().map(|i| i.visitor_id.as_str()),
+        );
     }
     tags
+}
+
+/// An event's tags: its id (when it has one), and its visitor's when it has an
+/// `identification`.
+fn push_tags(tags: &mut Vec<Tag>, event_id: &str, visitor_id: Option<&str>) {
+    if !event_id.is_empty() {
+        tags.push(Tag::event(event_id));
+    }
+    if let Some(visitor_id) = visitor_id {
+        tags.push(Tag::visitor(visitor_id));
+    }
 }
 
 fn unmapped(map: serde_json::Map<String, serde_json::Value>) -> Option<prost_types::Struct> {
@@ -313,15 +324,20 @@ impl FingerprintService for FingerprintApi {
         if !req.ruleset_id.is_empty() && generation == Generation::V3 {
             return Err(unsupported("ruleset_id", Generation::V3).into());
         }
-        let body = client.get_event(&req.event_id, &req.ruleset_id).await?;
-        let event = convert::event_answer(generation, body);
-        let tags = event_tags(std::slice::from_ref(&event));
-        Ok(tagged(
-            GetEventResponse {
-                event: Some(Box::new(event)),
-            },
-            tags,
-        ))
+        let (answer, tags) = match client.get_event(&req.event_id, &req.ruleset_id).await? {
+            // A v4 event of exactly the published shape, already encoded.
+            Answer::Typed(event) => {
+                let mut tags = Vec::with_capacity(2);
+                push_tags(&mut tags, &event.event_id, event.visitor_id.as_deref());
+                (GetEventResponse::Encoded(event.bytes), tags)
+            }
+            Answer::Json(body) => {
+                let event = convert::event(generation, body);
+                let tags = event_tags(std::slice::from_ref(&event));
+                (GetEventResponse::Event(Some(Box::new(event))), tags)
+            }
+        };
+        Ok(tagged(answer, tags))
     }
 
     async fn get_visits(

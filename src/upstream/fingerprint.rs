@@ -7,7 +7,7 @@ use serde_json::Value as Json;
 use super::{Call, ErrorShape, Http, JsonObject, account_digest};
 use crate::config::{FingerprintConfig, Generation, Secret};
 use crate::convert::json::timestamp_to_millis;
-use crate::convert::typed::{Answer, Shape, Untyped, V4Event, V4Page};
+use crate::convert::typed::{Answer, Shape, Untyped, V4Page, wire::EncodedEvent};
 use crate::error::{Error, Resource, Upstream};
 use crate::proto::v1::EventFilter;
 use crate::resilience::CallKind;
@@ -100,7 +100,7 @@ impl FingerprintClient {
         &self,
         event_id: &str,
         ruleset_id: &str,
-    ) -> Result<Answer<V4Event>, Error> {
+    ) -> Result<Answer<EncodedEvent>, Error> {
         match self.config.generation {
             Generation::V4 => {
                 let mut query = Query::new();

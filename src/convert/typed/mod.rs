@@ -13,6 +13,8 @@
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value as Json};
 
+pub mod wire;
+
 use super::event::set_bot;
 use super::json::{millis_to_timestamp, to_struct};
 use crate::proto::v1::{

@@ -15,7 +15,31 @@ fn both(body: &Json) -> (Option<Event>, Event) {
     if let Some(typed) = &typed {
         assert_eq!(typed, &general, "the paths differ for {body}");
     }
+    encoded_matches(&bytes, typed.is_some(), &general);
     (typed, general)
+}
+
+/// The wire reader takes what the typed reader takes, and its bytes decode to the
+/// general reader's `Event`, with the same identities kept for the tags.
+fn encoded_matches(body: &[u8], typed_took_it: bool, general: &Event) {
+    use prost::Message;
+    let encoded = wire::EncodedEvent::read(body);
+    let text = String::from_utf8_lossy(body);
+    assert_eq!(
+        encoded.is_some(),
+        typed_took_it,
+        "the wire and typed readers disagree on {text}"
+    );
+    if let Some(encoded) = encoded {
+        let decoded = Event::decode(encoded.bytes.clone()).expect("the bytes decode");
+        assert_eq!(&decoded, general, "the wire reader differs for {text}");
+        assert_eq!(encoded.event_id, general.event_id);
+        let visitor = general
+            .identification
+            .as_ref()
+            .map(|i| i.visitor_id.clone());
+        assert_eq!(encoded.visitor_id, visitor);
+    }
 }
 
 fn sandbox_event(n: usize) -> Json {
@@ -164,6 +188,46 @@ fn search_pages_take_the_typed_path_unless_off_shape() {
 
 #[test]
 fn duplicate_members_fall_back() {
-    let body = br#"{"event_id":"a","event_id":"b"}"#;
-    assert!(V4Event::read(body).is_none());
+    for body in [
+        &br#"{"event_id":"a","event_id":"b"}"#[..],
+        br#"{"identification":{"visitor_id":"a","visitor_id":"b"}}"#,
+    ] {
+        assert!(V4Event::read(body).is_none());
+        assert!(wire::EncodedEvent::read(body).is_none());
+    }
+}
+
+#[test]
+fn long_escaped_and_nested_values_encode_alike() {
+    let base = sandbox_event(11);
+    let mutations: Vec<Mutation> = vec![
+        // A message longer than 127 and than 16,383 bytes: its length takes 2 and 3 bytes.
+        Box::new(|e| e["tags"] = json!({"note": "x".repeat(300)})),
+        Box::new(|e| e["tags"] = json!({"note": "y".repeat(20_000)})),
+        Box::new(|e| e["ip_info"]["v4"]["asn_name"] = json!("z".repeat(200))),
+        Box::new(|e| e["url"] = json!("https://a.test/\"quoted\"\n\u{e9}\u{1F600}")),
+        Box::new(|e| e["event_id"] = json!("")),
+        Box::new(|e| e["identification"]["visitor_id"] = Json::Null),
+        Box::new(|e| e["identification"] = Json::Null),
+        Box::new(|e| e["bot"] = json!("")),
+        Box::new(|e| e["bot"] = json!("bad")),
+        Box::new(|e| e["bot"] = json!("something new")),
+        Box::new(|e| e["suspect_score"] = json!(-3)),
+        Box::new(|e| e["timestamp"] = json!(-1)),
+        Box::new(|e| e["proxy_ml_score"] = json!(-0.0)),
+        Box::new(
+            |e| e["sdk"]["integrations"] = json!([{"name": "a", "subintegration": {"name": "b", "subintegration": {"version": "1"}}}]),
+        ),
+        Box::new(|e| e["supplementary_id_high_recall"] = json!({"visitor_id": "other"})),
+    ];
+    for mutate in mutations {
+        let mut event = base.clone();
+        mutate(&mut event);
+        let (typed, _) = both(&event);
+        assert!(typed.is_some(), "fell back on {event}");
+    }
+    // Not JSON, or not an object: neither reader takes it.
+    for body in [&b"[]"[..], b"null", b"{", b"{} x", b"\xff"] {
+        assert!(wire::EncodedEvent::read(body).is_none());
+    }
 }
