@@ -18,6 +18,9 @@ use prost::encoding;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value as Json};
 
+mod tables;
+
+use self::tables::{EVENT, IDENTIFICATION, Keep, Kind, Member, Table};
 use super::Shape;
 use crate::convert::{
     event::bot_of,
@@ -42,6 +45,7 @@ impl Shape for EncodedEvent {
             buf: Vec::with_capacity(body.len() / 2),
             event_id: String::new(),
             visitor_id: None,
+            in_identification: false,
         };
         let mut de = serde_json::Deserializer::from_str(text);
         de.deserialize_map(Fields {
@@ -58,315 +62,13 @@ impl Shape for EncodedEvent {
     }
 }
 
-/// How a member's value is read, and the field it becomes.
-#[derive(Clone, Copy)]
-enum Kind {
-    /// `optional string`: written when not null, even empty.
-    Text,
-    /// `string` (no presence): written when not empty, and kept for the cache's tags.
-    Id(Keep),
-    /// `optional bool`.
-    Flag,
-    /// `optional double`.
-    Real,
-    /// `optional int64`.
-    Whole,
-    /// Unix milliseconds into a `Timestamp`.
-    Millis,
-    /// As `Millis`, with 0 meaning "never" (no field).
-    MillisNonzero,
-    /// A JSON object into a `google.protobuf.Struct`.
-    Object,
-    /// A nested message.
-    Message(&'static Table),
-    /// A repeated nested message (null or an array).
-    Messages(&'static Table),
-    /// `bot`: the `BotResult` enum (field `field`) and `bot_raw` (field `field + 1`).
-    Bot,
-}
-
-/// Which of the event's identities a member is.
-#[derive(Clone, Copy)]
-enum Keep {
-    Event,
-    Visitor,
-    /// An id that is not tagged (`supplementary_id_high_recall.visitor_id`).
-    Nothing,
-}
-
-#[derive(Clone, Copy)]
-struct Member {
-    field: u32,
-    kind: Kind,
-}
-
-/// A message's members.
-struct Table {
-    /// The member of that name (a `match`: a switch on the length, then one compare).
-    find: fn(&str) -> Option<Member>,
-    /// The event's `identification`: its presence tags the visitor, even with no id.
-    tags_visitor: bool,
-}
-
-/// A message's table: each member's name, field number and kind. Field numbers stay
-/// under 128, so one `u128` tells the members already seen.
-macro_rules! table {
-    ($name:ident, tags_visitor: $tags:expr; $($key:literal => $field:literal, $kind:expr;)*) => {
-        static $name: Table = Table {
-            find: |name| match name {
-                $($key => Some(Member { field: $field, kind: $kind }),)*
-                _ => None,
-            },
-            tags_visitor: $tags,
-        };
-        $(const _: () = assert!($field < 128);)*
-    };
-}
-
-use Kind::{Flag, Messages, Millis, Object, Real, Text, Whole};
-
-table! {
-    EVENT, tags_visitor: false;
-    "active_call" => 30, Flag;
-    "bot" => 31, Kind::Bot;
-    "bot_info" => 34, Kind::Message(&BOT_INFO);
-    "bot_type" => 33, Text;
-    "browser_details" => 22, Kind::Message(&BROWSER_DETAILS);
-    "bundle_id" => 14, Text;
-    "client_referrer" => 21, Text;
-    "cloned_app" => 35, Flag;
-    "developer_tools" => 36, Flag;
-    "device" => 18, Text;
-    "emulator" => 37, Flag;
-    "environment_id" => 6, Text;
-    "event_id" => 1, Kind::Id(Keep::Event);
-    "factory_reset_timestamp" => 38, Kind::MillisNonzero;
-    "frida" => 39, Flag;
-    "high_activity_device" => 68, Flag;
-    "identification" => 10, Kind::Message(&IDENTIFICATION);
-    "incognito" => 46, Flag;
-    "incremental_identification_status" => 4, Text;
-    "ip_address" => 16, Text;
-    "ip_blocklist" => 40, Kind::Message(&IP_BLOCKLIST);
-    "ip_info" => 41, Kind::Message(&IP_INFO);
-    "jailbroken" => 47, Flag;
-    "labels" => 72, Messages(&LABEL);
-    "linked_id" => 5, Text;
-    "location_spoofing" => 48, Flag;
-    "mitm_attack" => 49, Flag;
-    "os" => 19, Text;
-    "os_version" => 20, Text;
-    "package_name" => 15, Text;
-    "privacy_settings" => 50, Flag;
-    "proximity" => 23, Kind::Message(&PROXIMITY);
-    "proxy" => 42, Flag;
-    "proxy_confidence" => 43, Text;
-    "proxy_details" => 44, Kind::Message(&PROXY_DETAILS);
-    "proxy_ml_score" => 45, Real;
-    "rare_device" => 69, Flag;
-    "rare_device_percentile_bucket" => 70, Text;
-    "raw_device_attributes" => 71, Object;
-    "replayed" => 9, Flag;
-    "root_apps" => 51, Flag;
-    "rule_action" => 52, Object;
-    "sdk" => 8, Kind::Message(&SDK);
-    "simulator" => 53, Flag;
-    "source" => 3, Text;
-    "supplementary_id_high_recall" => 11, Kind::Message(&SUPPLEMENTARY_ID);
-    "suspect" => 7, Flag;
-    "suspect_score" => 54, Whole;
-    "tags" => 12, Object;
-    "tampering" => 55, Flag;
-    "tampering_confidence" => 56, Text;
-    "tampering_details" => 58, Kind::Message(&TAMPERING_DETAILS);
-    "tampering_ml_score" => 57, Real;
-    "timestamp" => 2, Millis;
-    "triggered_by" => 73, Messages(&TRIGGERING_RULE);
-    "url" => 13, Text;
-    "user_agent" => 17, Text;
-    "velocity" => 59, Kind::Message(&VELOCITY);
-    "virtual_machine" => 60, Flag;
-    "virtual_machine_ml_score" => 61, Real;
-    "vpn" => 62, Flag;
-    "vpn_confidence" => 63, Text;
-    "vpn_methods" => 67, Kind::Message(&VPN_METHODS);
-    "vpn_ml_score" => 64, Real;
-    "vpn_origin_country" => 66, Text;
-    "vpn_origin_timezone" => 65, Text;
-}
-
-table! {
-    SDK, tags_visitor: false;
-    "integrations" => 3, Messages(&INTEGRATION);
-    "platform" => 1, Text;
-    "version" => 2, Text;
-}
-
-table! {
-    INTEGRATION, tags_visitor: false;
-    "name" => 1, Text;
-    "subintegration" => 3, Kind::Message(&INTEGRATION);
-    "version" => 2, Text;
-}
-
-table! {
-    IDENTIFICATION, tags_visitor: true;
-    "confidence" => 3, Kind::Message(&CONFIDENCE);
-    "first_seen_at" => 4, Millis;
-    "last_seen_at" => 5, Millis;
-    "visitor_found" => 2, Flag;
-    "visitor_id" => 1, Kind::Id(Keep::Visitor);
-}
-
-table! {
-    SUPPLEMENTARY_ID, tags_visitor: false;
-    "confidence" => 3, Kind::Message(&CONFIDENCE);
-    "first_seen_at" => 4, Millis;
-    "last_seen_at" => 5, Millis;
-    "visitor_found" => 2, Flag;
-    "visitor_id" => 1, Kind::Id(Keep::Nothing);
-}
-
-table! {
-    CONFIDENCE, tags_visitor: false;
-    "comment" => 3, Text;
-    "score" => 1, Real;
-    "version" => 2, Text;
-}
-
-table! {
-    BROWSER_DETAILS, tags_visitor: false;
-    "browser_full_version" => 3, Text;
-    "browser_major_version" => 2, Text;
-    "browser_name" => 1, Text;
-    "device" => 6, Text;
-    "os" => 4, Text;
-    "os_version" => 5, Text;
-}
-
-table! {
-    PROXIMITY, tags_visitor: false;
-    "confidence" => 3, Real;
-    "id" => 1, Text;
-    "precision_radius" => 2, Whole;
-}
-
-table! {
-    BOT_INFO, tags_visitor: false;
-    "category" => 1, Text;
-    "confidence" => 6, Text;
-    "identity" => 5, Text;
-    "name" => 4, Text;
-    "provider" => 2, Text;
-    "provider_url" => 3, Text;
-}
-
-table! {
-    IP_BLOCKLIST, tags_visitor: false;
-    "attack_source" => 2, Flag;
-    "email_spam" => 1, Flag;
-    "tor_node" => 3, Flag;
-}
-
-table! {
-    IP_INFO, tags_visitor: false;
-    "v4" => 1, Kind::Message(&IP_DETAILS);
-    "v6" => 2, Kind::Message(&IP_DETAILS);
-}
-
-table! {
-    IP_DETAILS, tags_visitor: false;
-    "address" => 1, Text;
-    "asn" => 3, Text;
-    "asn_name" => 4, Text;
-    "asn_network" => 5, Text;
-    "asn_type" => 6, Text;
-    "datacenter_name" => 8, Text;
-    "datacenter_result" => 7, Flag;
-    "geolocation" => 2, Kind::Message(&GEOLOCATION);
-}
-
-table! {
-    GEOLOCATION, tags_visitor: false;
-    "accuracy_radius" => 1, Whole;
-    "city_name" => 6, Text;
-    "continent_code" => 9, Text;
-    "continent_name" => 10, Text;
-    "country_code" => 7, Text;
-    "country_name" => 8, Text;
-    "latitude" => 2, Real;
-    "longitude" => 3, Real;
-    "postal_code" => 4, Text;
-    "subdivisions" => 11, Messages(&SUBDIVISION);
-    "timezone" => 5, Text;
-}
-
-table! {
-    SUBDIVISION, tags_visitor: false;
-    "iso_code" => 1, Text;
-    "name" => 2, Text;
-}
-
-table! {
-    PROXY_DETAILS, tags_visitor: false;
-    "last_seen_at" => 2, Millis;
-    "provider" => 3, Text;
-    "proxy_type" => 1, Text;
-}
-
-table! {
-    TAMPERING_DETAILS, tags_visitor: false;
-    "anomaly_score" => 1, Real;
-    "anti_detect_browser" => 2, Flag;
-}
-
-table! {
-    VELOCITY, tags_visitor: false;
-    "distinct_country" => 3, Kind::Message(&COUNTS);
-    "distinct_ip" => 1, Kind::Message(&COUNTS);
-    "distinct_ip_by_linked_id" => 6, Kind::Message(&COUNTS);
-    "distinct_linked_id" => 2, Kind::Message(&COUNTS);
-    "distinct_visitor_id_by_linked_id" => 7, Kind::Message(&COUNTS);
-    "events" => 4, Kind::Message(&COUNTS);
-    "ip_events" => 5, Kind::Message(&COUNTS);
-}
-
-table! {
-    COUNTS, tags_visitor: false;
-    "1_hour" => 2, Whole;
-    "24_hours" => 3, Whole;
-    "5_minutes" => 1, Whole;
-}
-
-table! {
-    VPN_METHODS, tags_visitor: false;
-    "auxiliary_mobile" => 3, Flag;
-    "ml_prediction" => 6, Flag;
-    "os_mismatch" => 4, Flag;
-    "public_vpn" => 2, Flag;
-    "relay" => 5, Flag;
-    "timezone_mismatch" => 1, Flag;
-}
-
-table! {
-    LABEL, tags_visitor: false;
-    "label" => 1, Text;
-    "ml_score" => 3, Real;
-    "prediction" => 2, Flag;
-}
-
-table! {
-    TRIGGERING_RULE, tags_visitor: false;
-    "description" => 3, Text;
-    "id" => 1, Text;
-    "name" => 2, Text;
-}
-
 /// The buffer the event is written into, and the identities kept on the way.
 struct Writer {
     buf: Vec<u8>,
     event_id: String,
     visitor_id: Option<String>,
+    /// Reading the event's `identification`, whose visitor tags the answer.
+    in_identification: bool,
 }
 
 impl Writer {
@@ -414,9 +116,6 @@ impl<'de> Visitor<'de> for Fields<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        if self.table.tags_visitor {
-            self.w.visitor_id = Some(String::new());
-        }
         let mut seen: u128 = 0;
         while let Some(member) = map.next_key_seed(Name(self.table))? {
             let bit = 1u128 << member.field;
@@ -517,7 +216,18 @@ impl<'de> DeserializeSeed<'de> for Value<'_> {
                 }
                 Ok(())
             }
-            Kind::Message(table) => d.deserialize_option(Present(Nested { field, table, w })),
+            Kind::Message(table) => d.deserialize_option(Present(Nested {
+                field,
+                table,
+                w,
+                identification: false,
+            })),
+            Kind::Identification => d.deserialize_option(Present(Nested {
+                field,
+                table: &IDENTIFICATION,
+                w,
+                identification: true,
+            })),
             Kind::Messages(table) => d.deserialize_option(Present(List { field, table, w })),
             Kind::Bot => {
                 if let Some(raw) = Option::<String>::deserialize(d)? {
@@ -594,8 +304,10 @@ impl Visitor<'_> for Str<'_> {
                 }
                 match keep {
                     Keep::Event => v.clone_into(&mut self.w.event_id),
-                    Keep::Visitor => self.w.visitor_id = Some(v.to_owned()),
-                    Keep::Nothing => {}
+                    Keep::Visitor if self.w.in_identification => {
+                        self.w.visitor_id = Some(v.to_owned());
+                    }
+                    Keep::Visitor => {}
                 }
             }
         }
@@ -608,16 +320,29 @@ struct Nested<'w> {
     field: u32,
     table: &'static Table,
     w: &'w mut Writer,
+    /// The event's `identification`: present, it tags the answer by its visitor, even
+    /// with no id.
+    identification: bool,
 }
 
 impl<'de> Read<'de> for Nested<'_> {
     fn read<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        let start = self.w.open(self.field);
-        d.deserialize_map(Fields {
-            table: self.table,
-            w: &mut *self.w,
-        })?;
-        self.w.close(start);
+        let Nested {
+            field,
+            table,
+            w,
+            identification,
+        } = self;
+        if identification {
+            w.visitor_id = Some(String::new());
+            w.in_identification = true;
+        }
+        let start = w.open(field);
+        d.deserialize_map(Fields { table, w: &mut *w })?;
+        w.close(start);
+        if identification {
+            w.in_identification = false;
+        }
         Ok(())
     }
 }
@@ -670,6 +395,7 @@ impl<'de> DeserializeSeed<'de> for Element<'_> {
             field: self.field,
             table: self.table,
             w: self.w,
+            identification: false,
         }
         .read(d)
     }
