@@ -263,8 +263,7 @@ impl Obj {
 
     /// Everything not handed out, as a `Struct`; `None` when nothing is left.
     pub fn finish_struct(self) -> Option<Struct> {
-        let left = self.finish();
-        (!left.is_empty()).then(|| to_struct(left))
+        leftovers(self.finish())
     }
 }
 
@@ -295,6 +294,11 @@ pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
 }
 
 /// JSON object to `google.protobuf.Struct`.
+/// Members left over (`unmapped`), as a `Struct`; `None` when there are none.
+pub fn leftovers(map: Map<String, Json>) -> Option<Struct> {
+    (!map.is_empty()).then(|| to_struct(map))
+}
+
 pub fn to_struct(map: Map<String, Json>) -> Struct {
     Struct {
         fields: map.into_iter().map(|(k, v)| (k, to_value(v))).collect(),

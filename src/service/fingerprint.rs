@@ -1,27 +1,31 @@
 //! `FingerprintService`: thin handlers over the fingerprint.com client.
 
 use std::{
-    collections::VecDeque,
-    pin::Pin,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use futures_util::Stream;
 use tonic::{Request, Response, Status};
 
+use super::filter::{check_filter, unsupported};
 use super::page::{self, Binding};
+use super::stream::{EventStream, StreamState};
 use super::{deadline, tagged, validate};
 use crate::cache::{Cache, Invalidation, Tag};
 use crate::config::{Generation, SealedKey, Secret};
-use crate::convert::{self, json::struct_to_json, list::EventPage, typed::Answer};
+use crate::convert::{
+    self,
+    json::{leftovers, struct_to_json},
+    list::EventPage,
+    typed::Answer,
+};
 use crate::error::{Error, Upstream};
 use crate::proto::v1::{
     DeleteVisitorDataRequest, DeleteVisitorDataResponse, Event, EventFilter, GetEventRequest,
     GetVisitsRequest, GetVisitsResponse, SearchEventsRequest, SearchEventsResponse,
-    StreamEventsRequest, StreamEventsResponse, UnsealEventRequest, UnsealEventResponse,
-    UpdateEventRequest, UpdateEventResponse, VerifyWebhookSignatureRequest,
-    VerifyWebhookSignatureResponse, fingerprint_service_server::FingerprintService,
+    StreamEventsRequest, UnsealEventRequest, UnsealEventResponse, UpdateEventRequest,
+    UpdateEventResponse, VerifyWebhookSignatureRequest, VerifyWebhookSignatureResponse,
+    fingerprint_service_server::FingerprintService,
 };
 use crate::proto::wire::GetEventResponse;
 use crate::rpc::Rpc;
@@ -35,10 +39,6 @@ pub const VISITS_PAGE: (u32, u32) = (100, 500);
 pub const SEARCH_PAGE: (u32, u32) = (10, 100);
 /// Largest `SearchEventsRequest.max_total_size` (v4 `total_hits`).
 pub const MAX_TOTAL_SIZE: u32 = 1000;
-/// Upstream page size StreamEvents uses: the largest both generations allow.
-pub const STREAM_PAGE: u32 = 100;
-/// How often StreamEvents waits out an upstream 429 on one page before giving up.
-pub const STREAM_RATE_LIMIT_RETRIES: u32 = 5;
 
 /// Longest `UpdateEventRequest.tags`, as JSON.
 pub const MAX_TAGS_BYTES: usize = 16 * 1024;
@@ -65,27 +65,6 @@ pub struct FingerprintSecrets {
     pub sealed_keys: Arc<Live<Vec<SealedKey>>>,
     /// Webhook secrets.
     pub webhook_secrets: Arc<Live<Vec<Secret>>>,
-}
-
-/// The answer stream of StreamEvents.
-pub type EventStream = Pin<Box<dyn Stream<Item = Result<StreamEventsResponse, Status>> + Send>>;
-
-/// Where a StreamEvents call is: the page in hand, and how to get the next.
-struct StreamState {
-    client: Arc<FingerprintClient>,
-    filter: EventFilter,
-    binding: Binding,
-    /// The upstream key of the next page; empty once the last page was fetched.
-    next_key: String,
-    fetched_any: bool,
-    /// The events of the current page not sent yet (at most one upstream page).
-    buffer: VecDeque<Event>,
-    /// Envelope leftovers of the current page, sent with its first event.
-    unmapped: Option<prost_types::Struct>,
-    sent: u64,
-    max: u64,
-    deadline: Option<Instant>,
-    done: bool,
 }
 
 // === impl FingerprintApi ===
@@ -123,132 +102,6 @@ impl FingerprintApi {
             setting: "FINGERPRINT_SECRET_API_KEY",
         })
     }
-}
-
-fn unsupported(field: &'static str, generation: Generation) -> Error {
-    Error::Unsupported {
-        field,
-        what: match generation {
-            Generation::V3 => "the fingerprint.com v3 API the gateway is configured for",
-            Generation::V4 => "the fingerprint.com v4 API the gateway is configured for",
-        },
-    }
-}
-
-/// Checks a filter: strict where a value shapes the URL, open where the upstream owns
-/// the vocabulary (an unknown word goes upstream, whose 400 says what is wrong).
-fn check_filter(f: &EventFilter, generation: Generation) -> Result<(), Error> {
-    validate::window(
-        ("filter.start", "filter.end"),
-        f.start.as_ref(),
-        f.end.as_ref(),
-    )?;
-    for (field, value) in [
-        ("filter.visitor_id", &f.visitor_id),
-        ("filter.high_recall_id", &f.high_recall_id),
-        ("filter.proximity_id", &f.proximity_id),
-    ] {
-        validate::optional_id(field, value)?;
-    }
-    for (field, value) in [
-        ("filter.linked_id", &f.linked_id),
-        ("filter.url", &f.url),
-        ("filter.bundle_id", &f.bundle_id),
-        ("filter.package_name", &f.package_name),
-        ("filter.origin", &f.origin),
-        ("filter.sdk_version", &f.sdk_version),
-    ] {
-        validate::text(field, value)?;
-    }
-    validate::ip_or_cidr("filter.ip_address", &f.ip_address)?;
-    validate::digits("filter.asn", &f.asn)?;
-    for (field, value) in [
-        ("filter.bot", &f.bot),
-        ("filter.bot_info", &f.bot_info),
-        ("filter.vpn_confidence", &f.vpn_confidence),
-        (
-            "filter.rare_device_percentile_bucket",
-            &f.rare_device_percentile_bucket,
-        ),
-        ("filter.sdk_platform", &f.sdk_platform),
-        (
-            "filter.incremental_identification_status",
-            &f.incremental_identification_status,
-        ),
-    ] {
-        validate::word(field, value)?;
-    }
-    for (field, values) in [
-        ("filter.bot_info_category", &f.bot_info_category),
-        ("filter.bot_info_identity", &f.bot_info_identity),
-        ("filter.bot_info_confidence", &f.bot_info_confidence),
-        ("filter.source", &f.source),
-    ] {
-        validate::words(field, values)?;
-    }
-    for (field, values) in [
-        ("filter.bot_info_provider", &f.bot_info_provider),
-        ("filter.bot_info_name", &f.bot_info_name),
-        ("filter.environment", &f.environment),
-    ] {
-        validate::tokens(field, values)?;
-    }
-    if f.proximity_precision_radius.is_some_and(|r| r <= 0) {
-        return Err(Error::invalid(
-            "filter.proximity_precision_radius",
-            "must be a positive number of metres",
-        ));
-    }
-    if let Some(score) = f.min_suspect_score
-        && (!score.is_finite() || score < 0.0)
-    {
-        return Err(Error::invalid(
-            "filter.min_suspect_score",
-            "must be a finite number >= 0",
-        ));
-    }
-    // Filters one generation has and the other lacks fail clearly instead of being ignored.
-    let v4_only: [(&'static str, bool); 17] = [
-        ("filter.high_recall_id", !f.high_recall_id.is_empty()),
-        ("filter.asn", !f.asn.is_empty()),
-        ("filter.url", !f.url.is_empty()),
-        ("filter.bundle_id", !f.bundle_id.is_empty()),
-        ("filter.package_name", !f.package_name.is_empty()),
-        ("filter.origin", !f.origin.is_empty()),
-        ("filter.bot_info", !f.bot_info.is_empty()),
-        ("filter.bot_info_category", !f.bot_info_category.is_empty()),
-        ("filter.bot_info_identity", !f.bot_info_identity.is_empty()),
-        (
-            "filter.bot_info_confidence",
-            !f.bot_info_confidence.is_empty(),
-        ),
-        ("filter.bot_info_provider", !f.bot_info_provider.is_empty()),
-        ("filter.bot_info_name", !f.bot_info_name.is_empty()),
-        (
-            "filter.incremental_identification_status",
-            !f.incremental_identification_status.is_empty(),
-        ),
-        ("filter.source", !f.source.is_empty()),
-        ("filter.tor_node", f.tor_node.is_some()),
-        ("filter.simulator", f.simulator.is_some()),
-        ("filter.active_call", f.active_call.is_some()),
-    ];
-    let v3_only = [
-        ("filter.ip_blocklist", f.ip_blocklist.is_some()),
-        ("filter.datacenter", f.datacenter.is_some()),
-        (
-            "filter.proximity_precision_radius",
-            f.proximity_precision_radius.is_some(),
-        ),
-    ];
-    let lacking: &[(&'static str, bool)] = match generation {
-        Generation::V3 => &v4_only,
-        Generation::V4 => &v3_only,
-    };
-    if let Some((field, _)) = lacking.iter().find(|(_, set)| *set) {
-        return Err(unsupported(field, generation));
-    }
-    Ok(())
 }
 
 /// Reads pages of a v4 visitor search until `size` visits arrived or the upstream has
@@ -304,10 +157,6 @@ fn push_tags(tags: &mut Vec<Tag>, event_id: &str, visitor_id: Option<&str>) {
     if let Some(visitor_id) = visitor_id {
         tags.push(Tag::visitor(visitor_id));
     }
-}
-
-fn unmapped(map: serde_json::Map<String, serde_json::Value>) -> Option<prost_types::Struct> {
-    (!map.is_empty()).then(|| convert::json::to_struct(map))
 }
 
 #[tonic::async_trait]
@@ -398,7 +247,7 @@ impl FingerprintService for FingerprintApi {
             visitor_id,
             visits: page.events,
             next_page_token: binding.wrap(&page.next_key),
-            unmapped: unmapped(page.unmapped),
+            unmapped: leftovers(page.unmapped),
         };
         Ok(tagged(answer, tags))
     }
@@ -446,7 +295,7 @@ impl FingerprintService for FingerprintApi {
             total_size: page
                 .total
                 .map(|t| i32::try_from(t.clamp(0, i64::from(i32::MAX))).unwrap_or(i32::MAX)),
-            unmapped: unmapped(page.unmapped),
+            unmapped: leftovers(page.unmapped),
         };
         Ok(tagged(answer, tags))
     }
@@ -474,27 +323,9 @@ impl FingerprintService for FingerprintApi {
             },
         );
         let next_key = binding.unwrap("page_token", &req.page_token)?;
-        let state = StreamState {
-            client,
-            filter,
-            binding,
-            fetched_any: !next_key.is_empty(),
-            next_key,
-            buffer: VecDeque::new(),
-            unmapped: None,
-            sent: 0,
-            max,
-            deadline,
-            done: false,
-        };
-        // Pull-driven: the next upstream page is fetched only when the caller has taken
-        // every event of the last one, so a slow reader slows the paging, and nothing
-        // outlives a cancelled call (dropping the stream drops the state).
-        let stream = futures_util::stream::unfold(state, |mut state| async move {
-            let item = state.next().await?;
-            Some((item, state))
-        });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(
+            StreamState::new(client, filter, binding, next_key, max, deadline).into_stream(),
+        ))
     }
 
     async fn update_event(
@@ -644,92 +475,5 @@ impl FingerprintService for FingerprintApi {
             valid,
             event,
         }))
-    }
-}
-
-// === impl StreamState ===
-
-impl StreamState {
-    /// The next message, or `None` when the stream is over.
-    async fn next(&mut self) -> Option<Result<StreamEventsResponse, Status>> {
-        if self.done || (self.max > 0 && self.sent >= self.max) {
-            return None;
-        }
-        if self.buffer.is_empty() {
-            if self.fetched_any && self.next_key.is_empty() {
-                return None;
-            }
-            if let Err(status) = self.fetch().await {
-                self.done = true;
-                return Some(Err(status));
-            }
-        }
-        let event = self.buffer.pop_front()?;
-        self.sent += 1;
-        let resume_page_token = if self.buffer.is_empty() {
-            self.binding.wrap(&self.next_key)
-        } else {
-            String::new()
-        };
-        Some(Ok(StreamEventsResponse {
-            event: Some(event),
-            resume_page_token,
-            unmapped: self.unmapped.take(),
-        }))
-    }
-
-    /// Fetches the next upstream page into the buffer, waiting out rate limits that
-    /// fit in the deadline.
-    async fn fetch(&mut self) -> Result<(), Status> {
-        let left = self.max.saturating_sub(self.sent);
-        let size = if self.max > 0 {
-            u32::try_from(left.min(u64::from(STREAM_PAGE))).unwrap_or(STREAM_PAGE)
-        } else {
-            STREAM_PAGE
-        };
-        let mut waits = 0;
-        loop {
-            let call = self.client.search(&self.filter, size, &self.next_key, None);
-            // Pages are fetched while the body is read, outside the handler: each runs
-            // within the caller's deadline, or gets the default deadline of its own.
-            let result = match self.deadline {
-                Some(at) => match tokio::time::timeout_at(
-                    at.into(),
-                    crate::resilience::within(at.into(), call),
-                )
-                .await
-                {
-                    Ok((result, _)) => result,
-                    Err(_) => {
-                        return Err(Error::DeadlineExceeded {
-                            during: "StreamEvents (resume with the last resume_page_token)",
-                        }
-                        .to_status());
-                    }
-                },
-                None => call.await,
-            };
-            match result {
-                Ok(body) => {
-                    let page = convert::list::search_answer(self.client.generation(), body);
-                    self.fetched_any = true;
-                    self.next_key = page.next_key;
-                    self.buffer = page.events.into();
-                    self.unmapped = unmapped(page.unmapped);
-                    return Ok(());
-                }
-                Err(Error::Api(api)) if api.status == 429 && waits < STREAM_RATE_LIMIT_RETRIES => {
-                    let wait = api.retry_after.unwrap_or(Duration::from_secs(1));
-                    let fits = self.deadline.is_none_or(|at| Instant::now() + wait < at);
-                    if !fits {
-                        return Err(Error::Api(api).to_status());
-                    }
-                    tracing::debug!(?wait, "stream: waiting out the upstream's rate limit");
-                    tokio::time::sleep(wait).await;
-                    waits += 1;
-                }
-                Err(e) => return Err(e.to_status()),
-            }
-        }
     }
 }

@@ -1,7 +1,9 @@
 //! The gRPC services: validate, then go through the cache, then call the upstream.
 
+mod filter;
 pub mod fingerprint;
 pub mod page;
+pub mod stream;
 pub mod stytch;
 pub mod validate;
 
