@@ -86,6 +86,9 @@ pub struct Lookup {
     generation: u64,
     /// This call holds the key's lock and must fetch (then fill or release).
     pub locked: bool,
+    /// Someone (this call or another replica) held the key's lock when the entry was
+    /// read, in the same atomic step.
+    held: bool,
     /// The lock's owner token.
     owner: u64,
 }
@@ -322,7 +325,7 @@ impl Shared {
             .arg(owner)
             .arg(millis(lock_for))
             .arg(if lock { "1" } else { "0" });
-        let (value, generation, epoch, locked, _held): (Vec<u8>, u64, u64, u8, u8) =
+        let (value, generation, epoch, locked, held): (Vec<u8>, u64, u64, u8, u8) =
             self.run("lookup", call.invoke_async(&mut conn)).await?;
         let entry = if value.is_empty() {
             None
@@ -334,6 +337,7 @@ impl Shared {
             epoch,
             generation,
             locked: locked == 1,
+            held: held == 1,
             owner,
         })
     }
@@ -375,23 +379,13 @@ impl Shared {
             if fresh.is_some() {
                 return Ok(fresh);
             }
-            // `lookup` without a lock reports whether the lock is still held.
-            if !self.held(key).await? {
+            // The entry and the lock are read in one step: reading the lock apart
+            // would let a fill land in between, and this call would take a lock
+            // released by a fill for a lock given up, and fetch again.
+            if !found.held {
                 return Ok(None);
             }
         }
-    }
-
-    async fn held(&self, key: &Key) -> Result<bool, Unavailable> {
-        let lock = Self::lock_key(&self.entry_key(key));
-        let mut conn = self.conn.clone();
-        let exists: u8 = self
-            .run(
-                "lock",
-                redis::cmd("EXISTS").arg(lock).query_async(&mut conn),
-            )
-            .await?;
-        Ok(exists == 1)
     }
 
     /// Stores `entry` for `key` (unless a write happened since `found` was looked up),
