@@ -250,6 +250,9 @@ pub async fn serve(
     let router = Server::builder()
         // Bounded: calls a connection may hold open (clients queue the rest).
         .max_concurrent_streams(Some(config.resilience.max_streams_per_connection))
+        .http2_max_pending_accept_reset_streams(Some(
+            config.resilience.max_streams_per_connection as usize,
+        ))
         // Recycled (GOAWAY; `connections::limit` closes it after the grace), so that
         // callers' long-lived connections spread over replicas added since. tonic's
         // own grace is not used: with one set, tonic 0.14 skips the GOAWAY and only

@@ -413,3 +413,66 @@ async fn a_connection_held_past_its_age_and_grace_is_closed() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_burst_of_cancelled_calls_does_not_close_the_connection() {
+    // A client whose queued calls all reach their deadline at once cancels them
+    // together: HEADERS then RST_STREAM for each, often before the server has accepted
+    // the stream. h2's default tolerates 20 such streams pending at once, then sends
+    // GOAWAY (its guard against "rapid reset"), and every other call on that
+    // connection fails with a transport error. The gateway bounds them by the streams
+    // a connection may hold instead.
+    let h = Harness::start().await;
+    let tcp = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let driver = tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = || {
+        http::Request::post(format!(
+            "http://{}/fingerprint.gateway.v1.FingerprintService/GetEvent",
+            h.addr
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap()
+    };
+    for _ in 0..200 {
+        client = client.ready().await.unwrap();
+        let (_response, mut stream) = client.send_request(request(), false).unwrap();
+        stream.send_reset(h2::Reason::CANCEL);
+    }
+    // The same connection still answers a whole call.
+    client = client.ready().await.unwrap();
+    let (response, mut stream) = client.send_request(request(), false).unwrap();
+    let message = prost::Message::encode_to_vec(&GetEventRequest {
+        event_id: "after-the-resets".to_owned(),
+        ..Default::default()
+    });
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(&message);
+    stream.send_data(frame.into(), true).unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("no answer")
+        .expect("the connection was closed after the cancelled calls");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut received = 0;
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        received += chunk.len();
+        body.flow_control().release_capacity(chunk.len()).unwrap();
+    }
+    let trailers = body.trailers().await.unwrap().unwrap_or_default();
+    assert_eq!(
+        trailers.get("grpc-status").map(|v| v.as_bytes()),
+        Some(&b"0"[..]),
+        "{trailers:?}"
+    );
+    assert!(received > 5, "an answer, not just a frame header");
+    drop(client);
+    driver.abort();
+    h.stop().await;
+}

@@ -847,7 +847,11 @@ async fn burst(
             Err(e) if e.code() == Code::Cancelled && e.message().contains("Timeout expired") => {
                 "client deadline".to_owned()
             }
-            Err(e) => format!("{:?}/{}", e.code(), reason(&e)),
+            // Without a reason (a transport error, say), the message tells what.
+            Err(e) => match reason(&e) {
+                r if r.is_empty() => format!("{:?}: {}", e.code(), e.message()),
+                r => format!("{:?}/{r}", e.code()),
+            },
         };
         *seen.entry(key).or_default() += 1;
     }
