@@ -1,8 +1,9 @@
 //! Load clients the benchmark needs besides h2load.
 //!
-//! * `load direct URL CONCURRENCY REQUESTS`: plain reqwest GETs of one URL, what a
-//!   service does without the gateway, after CONCURRENCY x 10 unmeasured ones that
-//!   open the connections; prints req/s, mean, p50, p99.
+//! * `load direct URL CONCURRENCY REQUESTS [LOG]`: plain reqwest GETs of one URL, what
+//!   a service does without the gateway, after CONCURRENCY x 10 unmeasured ones that
+//!   open the connections; prints req/s, mean, p50, p99, and appends each request's
+//!   latency in µs, one per line, to LOG when given.
 //! * `load fill ADDR COUNT CONCURRENCY`: GetEvent for COUNT distinct event ids through
 //!   the gateway at ADDR (fills its cache).
 //! * `load sandbox URL COUNT CONCURRENCY`: COUNT distinct searches and event reads
@@ -29,7 +30,7 @@ async fn main() -> Result<()> {
     let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
     let num = |i: usize| arg(i).parse::<u64>().unwrap_or(0);
     match arg(0).as_str() {
-        "direct" => direct(&arg(1), num(2), num(3)).await,
+        "direct" => direct(&arg(1), num(2), num(3), args.get(4)).await,
         "fill" => fill(&arg(1), num(2), num(3)).await,
         "sandbox" => sandbox(&arg(1), num(2), num(3)).await,
         "unknown" => unknown(&arg(1), num(2)).await,
@@ -69,7 +70,7 @@ where
     Ok(all)
 }
 
-async fn direct(url: &str, concurrency: u64, requests: u64) -> Result<()> {
+async fn direct(url: &str, concurrency: u64, requests: u64, log: Option<&String>) -> Result<()> {
     let client = reqwest::Client::builder().build()?;
     let url = Arc::new(url.to_owned());
     let run = |count: u64| {
@@ -90,7 +91,21 @@ async fn direct(url: &str, concurrency: u64, requests: u64) -> Result<()> {
     run(concurrency * 10).await?;
     let started = Instant::now();
     let samples = run(requests).await?;
-    let s = fingerprint_gateway_bench::stats(samples, started.elapsed());
+    let elapsed = started.elapsed();
+    if let Some(log) = log {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)?,
+        );
+        for d in &samples {
+            writeln!(out, "{}", d.as_micros())?;
+        }
+        out.flush()?;
+    }
+    let s = fingerprint_gateway_bench::stats(samples, elapsed);
     println!(
         "{:.0} req/s mean {:?} p50 {:?} p99 {:?}",
         s.rps, s.mean, s.p50, s.p99
