@@ -11,33 +11,15 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::proto::v1::ErrorReason;
 
+mod upstream;
+
+pub use upstream::{ApiError, Resource, Upstream};
+
 /// `ErrorInfo.domain` of every error the gateway returns.
 pub const DOMAIN: &str = "fingerprint-gateway.internal";
 
 /// Longest prefix of a caller's value quoted back in a message.
 pub const MAX_QUOTED_CHARS: usize = 64;
-
-/// Which upstream an error came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Upstream {
-    /// fingerprint.com Server API.
-    Fingerprint,
-    /// Stytch Device Fingerprinting.
-    Stytch,
-}
-
-/// What an upstream call was about, so a 404 names the thing that is missing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resource {
-    /// One event (GetEvent, UpdateEvent).
-    Event,
-    /// One visitor (GetVisits under v3, DeleteVisitorData).
-    Visitor,
-    /// One Stytch telemetry id.
-    Telemetry,
-    /// A list or a setting: a 404 there means a wrong endpoint.
-    Collection,
-}
 
 /// Everything that can go wrong while answering an RPC.
 #[derive(Debug, thiserror::Error)]
@@ -259,147 +241,12 @@ pub enum SealedError {
     NotAnEvent,
 }
 
-/// An error answer from an upstream API.
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    /// The upstream.
-    pub upstream: Upstream,
-    /// What the call was about.
-    pub resource: Resource,
-    /// HTTP status.
-    pub status: u16,
-    /// The upstream's error code (`error.code` for fingerprint.com, `error_type` for
-    /// Stytch), shortened and scrubbed of secrets.
-    pub code: Option<String>,
-    /// The upstream's message, shortened and scrubbed of secrets.
-    pub message: Option<String>,
-    /// The upstream's id for the failed call, if it gave one.
-    pub request_id: Option<String>,
-    /// How long the upstream asked us to wait (`Retry-After`).
-    pub retry_after: Option<Duration>,
-}
-
 /// Quotes a caller's value for a message: at most [`MAX_QUOTED_CHARS`] characters,
 /// then "…", so a status always fits in any client's header limit.
 pub fn quote(value: &str) -> String {
     match value.char_indices().nth(MAX_QUOTED_CHARS) {
         None => format!("{value:?}"),
         Some((cut, _)) => format!("{:?}…", &value[..cut]),
-    }
-}
-
-// === impl Upstream ===
-
-impl Upstream {
-    /// The value of `ErrorInfo.metadata["upstream"]` (and of metric labels).
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Fingerprint => "fingerprint",
-            Self::Stytch => "stytch",
-        }
-    }
-
-    /// The setting that says where the upstream is.
-    fn base_url_setting(self) -> &'static str {
-        match self {
-            Self::Fingerprint => "FINGERPRINT_REGION and FINGERPRINT_API_BASE_URL",
-            Self::Stytch => "STYTCH_API_BASE_URL",
-        }
-    }
-
-    /// The settings an operator checks when the upstream rejects the gateway's credentials.
-    fn credential_settings(self) -> &'static str {
-        match self {
-            Self::Fingerprint => {
-                "FINGERPRINT_SECRET_API_KEY and FINGERPRINT_REGION (or FINGERPRINT_API_BASE_URL)"
-            }
-            Self::Stytch => "STYTCH_PROJECT_ID and STYTCH_SECRET (or STYTCH_API_BASE_URL)",
-        }
-    }
-}
-
-impl fmt::Display for Upstream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Fingerprint => "fingerprint.com",
-            Self::Stytch => "Stytch",
-        })
-    }
-}
-
-// === impl ApiError ===
-
-impl fmt::Display for ApiError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} answered HTTP {}", self.upstream, self.status)?;
-        if let Some(code) = &self.code {
-            write!(f, " ({code})")?;
-        }
-        if let Some(message) = &self.message {
-            write!(f, ": {message}")?;
-        }
-        Ok(())
-    }
-}
-
-impl ApiError {
-    /// Whether the upstream said the resource is not ready yet (409 `state_not_ready`).
-    pub fn is_not_ready(&self) -> bool {
-        self.classify().1 == ErrorReason::StateNotReady
-    }
-
-    /// Whether the upstream said the record does not exist.
-    pub fn is_not_found(&self) -> bool {
-        self.classify().0 == Code::NotFound
-    }
-
-    /// The status code and reason of this answer. Upstream codes are matched in both
-    /// generations' spellings first; the HTTP status decides the rest.
-    pub fn classify(&self) -> (Code, ErrorReason) {
-        use ErrorReason as R;
-        let code = self.code.as_deref().unwrap_or_default();
-        match (self.status, code) {
-            (_, "wrong_region" | "WrongRegion") => {
-                (Code::FailedPrecondition, R::UpstreamWrongRegion)
-            }
-            (_, "subscription_not_active" | "SubscriptionNotActive") => {
-                (Code::FailedPrecondition, R::UpstreamSubscriptionInactive)
-            }
-            (_, "feature_not_enabled" | "FeatureNotEnabled") => {
-                (Code::FailedPrecondition, R::UpstreamFeatureDisabled)
-            }
-            (_, "route_not_found" | "use_https") => {
-                (Code::FailedPrecondition, R::UpstreamEndpointMisconfigured)
-            }
-            (_, "state_not_ready" | "StateNotReady") => (Code::Unavailable, R::StateNotReady),
-            (_, "ruleset_not_found" | "RulesetNotFound") => {
-                (Code::InvalidArgument, R::RulesetNotFound)
-            }
-            (_, "request_read_timeout" | "RequestReadTimeout") => {
-                (Code::DeadlineExceeded, R::UpstreamTimeout)
-            }
-            (404, "event_not_found" | "RequestNotFound") => (Code::NotFound, R::EventNotFound),
-            (404, "visitor_not_found" | "VisitorNotFound") => (Code::NotFound, R::VisitorNotFound),
-            (404, "telemetry_id_not_found") => (Code::NotFound, R::TelemetryIdNotFound),
-            (401 | 403, _) => (Code::FailedPrecondition, R::UpstreamCredentialsRejected),
-            (400 | 413 | 422, _) => (Code::InvalidArgument, R::InvalidArgument),
-            // A 404 without a JSON error code is a wrong base URL, not a missing record.
-            (404, "") => (Code::FailedPrecondition, R::UpstreamEndpointMisconfigured),
-            (404, _) => match self.resource {
-                Resource::Event => (Code::NotFound, R::EventNotFound),
-                Resource::Visitor => (Code::NotFound, R::VisitorNotFound),
-                Resource::Telemetry => (Code::NotFound, R::TelemetryIdNotFound),
-                Resource::Collection => {
-                    (Code::FailedPrecondition, R::UpstreamEndpointMisconfigured)
-                }
-            },
-            (409, _) => (Code::Unavailable, R::StateNotReady),
-            (429, _) => (Code::ResourceExhausted, R::UpstreamRateLimited),
-            (499, _) => (Code::Cancelled, R::UpstreamCancelled),
-            (504, _) => (Code::DeadlineExceeded, R::UpstreamTimeout),
-            (500..=599, _) => (Code::Unavailable, R::UpstreamUnavailable),
-            _ => (Code::Internal, R::UpstreamUnexpectedStatus),
-        }
     }
 }
 
@@ -731,52 +578,4 @@ impl From<Error> for Status {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quotes_are_bounded() {
-        assert_eq!(quote("a/b"), "\"a/b\"");
-        let long = "é".repeat(5000);
-        let q = quote(&long);
-        assert!(q.ends_with('…'));
-        assert_eq!(q.chars().filter(|c| *c == 'é').count(), MAX_QUOTED_CHARS);
-    }
-
-    #[test]
-    fn both_generations_spell_one_reason() {
-        let api = |status, code: &str, resource| ApiError {
-            upstream: Upstream::Fingerprint,
-            resource,
-            status,
-            code: Some(code.to_owned()),
-            message: None,
-            request_id: None,
-            retry_after: None,
-        };
-        for (v4, v3) in [
-            ("event_not_found", "RequestNotFound"),
-            ("too_many_requests", "TooManyRequests"),
-            ("secret_api_key_not_found", "TokenNotFound"),
-            ("wrong_region", "WrongRegion"),
-        ] {
-            let status = if v4.contains("found") && !v4.contains("key") {
-                404
-            } else if v4.contains("many") {
-                429
-            } else {
-                403
-            };
-            assert_eq!(
-                api(status, v4, Resource::Event).classify(),
-                api(status, v3, Resource::Event).classify(),
-                "{v4} / {v3}"
-            );
-        }
-        // An unknown 404 code is named after what was asked for.
-        assert_eq!(
-            api(404, "gone", Resource::Visitor).classify(),
-            (Code::NotFound, ErrorReason::VisitorNotFound)
-        );
-    }
-}
+mod tests;
