@@ -97,58 +97,63 @@ for load in "${hot_loads[@]}"; do
 done
 
 echo "== miss path: upstream answers after 20 ms, 64 in flight"
-# The three sides take turns in short chunks (the one that goes first rotates), and each
-# side's latencies are pooled over all its chunks: a slow second on this shared machine
-# then falls on all three alike instead of on one side's whole run.
-MISS=${MISS:-20000}
-CHUNKS=${MISS_CHUNKS:-10}
-per=$((MISS / CHUNKS))
-# Warm-up, not measured: opens the gateway's and the floor's upstream connections, as
-# `load direct` opens its own before each chunk.
+# Steady state: each side keeps 64 calls in flight without pause, and only the calls
+# started after a warm-up are measured (h2load's `-D` and `--warm-up-time`, and the same
+# in `load direct`). 64 calls that start at the same instant stay in step for the first
+# few 20 ms rounds and need their CPU all at once; a service's callers do not arrive
+# like that. The three sides take turns (the one that goes first rotates) and each
+# side's latencies are pooled over all its rounds, so a slow second on this shared
+# machine falls on all three alike.
+ROUNDS=${MISS_ROUNDS:-6}
+SECONDS_PER=${MISS_SECONDS:-3}
+WARMUP_MS=${MISS_WARMUP_MS:-500}
+# Warm-up, not measured: opens the gateway's and the floor's upstream connections.
 for p in "$GW" "$FLOOR"; do
     h2load -n 640 -c 4 -m 16 -H 'content-type: application/grpc' -H 'te: trailers' \
         -H 'cache-control: no-cache' -d "$work/get_event" "http://127.0.0.1:$p$EVENT" >/dev/null
 done
 rm -f "$work"/pool.* "$work"/rate.*
-# The req/s a chunk's output reports (h2load's and load's), one per line.
+# The req/s a round's output reports (h2load's and load's), one per line.
 rate() { grep -oE '[0-9.]+ req/s' | head -1 | cut -d' ' -f1; }
-miss_side() { # side
+miss_h2() { # side port [extra h2load args]
+    local side=$1 port=$2
+    shift 2
     rm -f "$work/h2.log" # h2load appends to its log
+    h2load -D "$SECONDS_PER" --warm-up-time "${WARMUP_MS}ms" -c 4 -m 16 \
+        -H 'content-type: application/grpc' -H 'te: trailers' "$@" \
+        --log-file="$work/h2.log" -d "$work/get_event" "http://127.0.0.1:$port$EVENT" |
+        rate >>"$work/rate.$side"
+    cut -f3 "$work/h2.log" >>"$work/pool.$side"
+}
+miss_side() { # side
     case $1 in
-    gateway)
-        h2load -n "$per" -c 4 -m 16 -H 'content-type: application/grpc' -H 'te: trailers' \
-            -H 'cache-control: no-cache' --log-file="$work/h2.log" -d "$work/get_event" \
-            "http://127.0.0.1:$GW$EVENT" | rate >>"$work/rate.gateway"
-        cut -f3 "$work/h2.log" >>"$work/pool.gateway" ;;
-    floor)
-        h2load -n "$per" -c 4 -m 16 -H 'content-type: application/grpc' -H 'te: trailers' \
-            --log-file="$work/h2.log" -d "$work/get_event" "http://127.0.0.1:$FLOOR$EVENT" |
-            rate >>"$work/rate.floor"
-        cut -f3 "$work/h2.log" >>"$work/pool.floor" ;;
+    gateway) miss_h2 gateway "$GW" -H 'cache-control: no-cache' ;;
+    floor) miss_h2 floor "$FLOOR" ;;
     direct)
-        "$bin/load" direct "$UP_URL" 64 "$per" "$work/pool.direct" | rate >>"$work/rate.direct" ;;
+        "$bin/load" direct "$UP_URL" 64 "$WARMUP_MS" $((SECONDS_PER * 1000)) \
+            "$work/pool.direct" | rate >>"$work/rate.direct" ;;
     esac
 }
 sides=(gateway direct floor)
-for chunk in $(seq 0 $((CHUNKS - 1))); do
+for round in $(seq 0 $((ROUNDS - 1))); do
     for k in 0 1 2; do
-        miss_side "${sides[$(((chunk + k) % 3))]}"
+        miss_side "${sides[$(((round + k) % 3))]}"
     done
 done
-python3 - "$work" "$CHUNKS" "$per" <<'PY'
+python3 - "$work" "$ROUNDS" "$SECONDS_PER" <<'PY'
 import sys
-work, chunks, per = sys.argv[1], sys.argv[2], sys.argv[3]
+work, rounds, seconds = sys.argv[1], sys.argv[2], sys.argv[3]
 names = {"gateway": "gateway: GetEvent, no-cache", "direct": "direct reqwest GET of the upstream",
          "floor": "floor: bare tonic + reqwest GET"}
 got = {}
 for side, name in names.items():
     lat = sorted(int(l) for l in open(f"{work}/pool.{side}") if l.strip())
-    # Each chunk's rate, weighted by its calls: the calls over the chunks' summed time.
+    # Every round measures for the same time: the mean of the rounds' rates.
     rates = [float(l) for l in open(f"{work}/rate.{side}") if l.strip()]
-    rps = len(rates) * int(per) / sum(int(per) / r for r in rates)
+    rps = sum(rates) / len(rates)
     at = lambda q: lat[round((len(lat) - 1) * q)] / 1000
     got[side] = (at(0.5), at(0.99))
-    print(f"{name:<40}   64 in flight {rps:>6.0f} req/s, {len(lat)} calls ({chunks} x {per})"
+    print(f"{name:<40}   64 in flight {rps:>6.0f} req/s, {len(lat)} calls ({rounds} x {seconds} s)"
           f"  mean {sum(lat) / len(lat) / 1000:7.3f} ms  p50 {at(0.5):7.3f} ms  p99 {at(0.99):7.3f} ms")
 d = got["direct"]
 for side in ("gateway", "floor"):

@@ -1,9 +1,10 @@
 //! Load clients the benchmark needs besides h2load.
 //!
-//! * `load direct URL CONCURRENCY REQUESTS [LOG]`: plain reqwest GETs of one URL, what
-//!   a service does without the gateway, after CONCURRENCY x 10 unmeasured ones that
-//!   open the connections; prints req/s, mean, p50, p99, and appends each request's
-//!   latency in µs, one per line, to LOG when given.
+//! * `load direct URL CONCURRENCY WARMUP_MS DURATION_MS [LOG]`: plain reqwest GETs of
+//!   one URL, what a service does without the gateway, CONCURRENCY at a time without
+//!   pause. As h2load's `--warm-up-time` and `-D`: only the calls started in the
+//!   DURATION_MS after the first WARMUP_MS are measured. Prints req/s, mean, p50, p99,
+//!   and appends each measured call's latency in µs, one per line, to LOG when given.
 //! * `load fill ADDR COUNT CONCURRENCY`: GetEvent for COUNT distinct event ids through
 //!   the gateway at ADDR (fills its cache).
 //! * `load sandbox URL COUNT CONCURRENCY`: COUNT distinct searches and event reads
@@ -30,7 +31,10 @@ async fn main() -> Result<()> {
     let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
     let num = |i: usize| arg(i).parse::<u64>().unwrap_or(0);
     match arg(0).as_str() {
-        "direct" => direct(&arg(1), num(2), num(3), args.get(4)).await,
+        "direct" => {
+            let ms = |i: usize| Duration::from_millis(num(i));
+            direct(&arg(1), num(2), ms(3), ms(4), args.get(5)).await
+        }
         "fill" => fill(&arg(1), num(2), num(3)).await,
         "sandbox" => sandbox(&arg(1), num(2), num(3)).await,
         "unknown" => unknown(&arg(1), num(2)).await,
@@ -70,28 +74,42 @@ where
     Ok(all)
 }
 
-async fn direct(url: &str, concurrency: u64, requests: u64, log: Option<&String>) -> Result<()> {
+async fn direct(
+    url: &str,
+    concurrency: u64,
+    warm_up: Duration,
+    duration: Duration,
+    log: Option<&String>,
+) -> Result<()> {
     let client = reqwest::Client::builder().build()?;
     let url = Arc::new(url.to_owned());
-    let run = |count: u64| {
+    let started = Instant::now();
+    let (measure_from, stop_at) = (started + warm_up, started + warm_up + duration);
+    let mut workers = Vec::new();
+    for _ in 0..concurrency.max(1) {
         let client = client.clone();
         let url = url.clone();
-        spread(count, concurrency, move |_| {
-            let client = client.clone();
-            let url = url.clone();
-            async move {
+        workers.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            loop {
+                let at = Instant::now();
+                if at >= stop_at {
+                    return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(samples);
+                }
                 let body = client.get(url.as_str()).send().await?.error_for_status()?;
                 body.bytes().await?;
-                Ok(())
+                // Calls started during the warm-up open the connections and let the
+                // workers fall out of step; they are not measured.
+                if at >= measure_from {
+                    samples.push(at.elapsed());
+                }
             }
-        })
-    };
-    // Warm-up, not measured: the pool's connections are opened here, as the
-    // gateway's are by the warm-up run.sh gives it.
-    run(concurrency * 10).await?;
-    let started = Instant::now();
-    let samples = run(requests).await?;
-    let elapsed = started.elapsed();
+        }));
+    }
+    let mut samples = Vec::new();
+    for w in workers {
+        samples.extend(w.await??);
+    }
     if let Some(log) = log {
         use std::io::Write;
         let mut out = std::io::BufWriter::new(
@@ -105,7 +123,7 @@ async fn direct(url: &str, concurrency: u64, requests: u64, log: Option<&String>
         }
         out.flush()?;
     }
-    let s = fingerprint_gateway_bench::stats(samples, elapsed);
+    let s = fingerprint_gateway_bench::stats(samples, duration);
     println!(
         "{:.0} req/s mean {:?} p50 {:?} p99 {:?}",
         s.rps, s.mean, s.p50, s.p99
