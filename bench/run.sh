@@ -96,8 +96,11 @@ for load in "${hot_loads[@]}"; do
     done
 done
 
-echo "== miss path: upstream answers after 20 ms, 64 in flight"
-# Steady state: each side keeps 64 calls in flight without pause, and only the calls
+# Calls in flight (64 is the issue's target; a multiple of 4: h2load's 4 connections).
+INFLIGHT=${MISS_INFLIGHT:-64}
+[ $((INFLIGHT % 4)) = 0 ] && [ "$INFLIGHT" -gt 0 ] || { echo "MISS_INFLIGHT: a multiple of 4" >&2; exit 2; }
+echo "== miss path: upstream answers after 20 ms, $INFLIGHT in flight"
+# Steady state: each side keeps its calls in flight without pause, and only the calls
 # started after a warm-up are measured (h2load's `-D` and `--warm-up-time`, and the same
 # in `load direct`). 64 calls that start at the same instant stay in step for the first
 # few 20 ms rounds and need their CPU all at once; a service's callers do not arrive
@@ -119,7 +122,7 @@ miss_h2() { # side port [extra h2load args]
     local side=$1 port=$2
     shift 2
     rm -f "$work/h2.log" # h2load appends to its log
-    h2load -D "$SECONDS_PER" --warm-up-time "${WARMUP_MS}ms" -c 4 -m 16 \
+    h2load -D "$SECONDS_PER" --warm-up-time "${WARMUP_MS}ms" -c 4 -m $((INFLIGHT / 4)) \
         -H 'content-type: application/grpc' -H 'te: trailers' "$@" \
         --log-file="$work/h2.log" -d "$work/get_event" "http://127.0.0.1:$port$EVENT" |
         rate >>"$work/rate.$side"
@@ -130,7 +133,7 @@ miss_side() { # side
     gateway) miss_h2 gateway "$GW" -H 'cache-control: no-cache' ;;
     floor) miss_h2 floor "$FLOOR" ;;
     direct)
-        "$bin/load" direct "$UP_URL" 64 "$WARMUP_MS" $((SECONDS_PER * 1000)) \
+        "$bin/load" direct "$UP_URL" "$INFLIGHT" "$WARMUP_MS" $((SECONDS_PER * 1000)) \
             "$work/pool.direct" | rate >>"$work/rate.direct" ;;
     esac
 }
@@ -140,9 +143,9 @@ for round in $(seq 0 $((ROUNDS - 1))); do
         miss_side "${sides[$(((round + k) % 3))]}"
     done
 done
-python3 - "$work" "$ROUNDS" "$SECONDS_PER" <<'PY'
+python3 - "$work" "$ROUNDS" "$SECONDS_PER" "$INFLIGHT" <<'PY'
 import sys
-work, rounds, seconds = sys.argv[1], sys.argv[2], sys.argv[3]
+work, rounds, seconds, inflight = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 names = {"gateway": "gateway: GetEvent, no-cache", "direct": "direct reqwest GET of the upstream",
          "floor": "floor: bare tonic + reqwest GET"}
 got = {}
@@ -153,7 +156,7 @@ for side, name in names.items():
     rps = sum(rates) / len(rates)
     at = lambda q: lat[round((len(lat) - 1) * q)] / 1000
     got[side] = (at(0.5), at(0.99))
-    print(f"{name:<40}   64 in flight {rps:>6.0f} req/s, {len(lat)} calls ({rounds} x {seconds} s)"
+    print(f"{name:<40} {inflight:>4} in flight {rps:>6.0f} req/s, {len(lat)} calls ({rounds} x {seconds} s)"
           f"  mean {sum(lat) / len(lat) / 1000:7.3f} ms  p50 {at(0.5):7.3f} ms  p99 {at(0.99):7.3f} ms")
 d = got["direct"]
 for side in ("gateway", "floor"):
