@@ -138,7 +138,7 @@ where
                                 // The caller's place is held until the answer's body
                                 // ends: a stream holds it for its whole life.
                                 Some(slot) => Box::pin(async move {
-                                    Ok(future.await?.map(|body| hold(body, slot)))
+                                    Ok(future.await?.map(|body| body.holding_caller(slot)))
                                 }),
                             }
                         }
@@ -199,7 +199,7 @@ where
         let _entered = this.span.enter();
         let response = match this.call.project() {
             CallProj::Direct { future } => {
-                std::task::ready!(future.poll(cx)).map(|r| r.map(CachedBody::Inner))
+                std::task::ready!(future.poll(cx)).map(|r| r.map(CachedBody::service))
             }
             CallProj::Served { future } => std::task::ready!(future.as_mut().poll(cx)),
         };
@@ -289,7 +289,7 @@ where
         }
         let response = direct(inner, request, serving).await?;
         let response = match slot {
-            Some(slot) => response.map(|body| hold(body, slot)),
+            Some(slot) => response.map(|body| body.holding_caller(slot)),
             None => response,
         };
         let request_id = response
@@ -299,17 +299,6 @@ where
         record("allowed", code_of(&response), request_id.as_deref());
         Ok(response)
     })
-}
-
-/// `body`, holding the caller's place until it ends (or is dropped).
-fn hold(body: CachedBody, slot: crate::auth::CallerSlot) -> CachedBody {
-    if !slot.holds() {
-        return body;
-    }
-    CachedBody::Guarded {
-        body: Box::new(body),
-        held: Box::new(slot),
-    }
 }
 
 /// The status code of an answer whose headers are ready: a handler's error travels in
@@ -364,6 +353,6 @@ where
         let (response, attempts) = resilience::within(deadline, call).await;
         let mut response = response?;
         layer::mark_attempts(response.headers_mut(), attempts);
-        Ok(response.map(|body| CachedBody::Holding { body, slot }))
+        Ok(response.map(|body| CachedBody::service(body).holding_call(slot)))
     })
 }

@@ -107,6 +107,12 @@ async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if config.sandbox
+        && let Err(e) = server::sandbox_faults(&config)
+    {
+        eprintln!("fingerprint-gateway: {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     let _telemetry = match telemetry::init(&config.telemetry) {
         Ok(guard) => guard,
         Err(e) => {

@@ -6,7 +6,7 @@ use tokio::net::TcpListener;
 use tonic::transport::{Server, server::TcpIncoming};
 
 use crate::cache::{Cache, layer::Serving};
-use crate::config::{Config, FingerprintConfig, Secret, StytchConfig};
+use crate::config::{Config, ConfigError, FingerprintConfig, Secret, StytchConfig};
 use crate::edge::EdgeLayer;
 use crate::metrics::Metrics;
 use crate::proto::{
@@ -17,8 +17,9 @@ use crate::proto::{
     },
 };
 use crate::resilience::{BreakerState, Guards, InFlight};
-use crate::sandbox::{Credentials, Sandbox};
+use crate::sandbox::{Credentials, Sandbox, faults::FaultRule};
 use crate::service::{fingerprint::FingerprintApi, stytch::StytchApi};
+use crate::shared::Local;
 use crate::upstream::{Http, fingerprint::FingerprintClient, stytch::StytchClient};
 
 /// Fully qualified names of our services, as health and reflection know them.
@@ -42,6 +43,9 @@ pub enum ServeError {
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// A setting that only the module using it can read is not valid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// A listener (sandbox, metrics) could not start, or the server task failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -122,7 +126,7 @@ pub async fn serve(
     // not look.
     let auth = if config.auth.enforce
         || config.auth.policy_file.is_some()
-        || config.auth.mesh != crate::auth::Mesh::None
+        || config.auth.mesh != crate::config::Mesh::None
         || config.tls.as_ref().is_some_and(|t| t.client_ca.is_some())
     {
         let auth = crate::auth::Auth::new(config.auth.clone()).map_err(|e| {
@@ -458,6 +462,22 @@ async fn mirror_breaker(
     }
 }
 
+/// The embedded sandbox's start-up fault rules (`GATEWAY_SANDBOX_FAULTS`): the settings
+/// table keeps their text, the sandbox reads it. `main` calls this before binding, so a
+/// bad rule exits with the usage code like any other setting.
+pub fn sandbox_faults(config: &Config) -> Result<Vec<FaultRule>, ConfigError> {
+    let rules = config
+        .sandbox_faults
+        .as_deref()
+        .map(crate::sandbox::faults::load_rules)
+        .transpose()
+        .map_err(|reason| ConfigError::Invalid {
+            name: "GATEWAY_SANDBOX_FAULTS",
+            reason,
+        })?;
+    Ok(rules.unwrap_or_default())
+}
+
 /// Starts the embedded sandbox and points both upstreams at it.
 async fn start_sandbox(config: &mut Config) -> Result<Sandbox, ServeError> {
     let creds = Credentials::default();
@@ -466,7 +486,7 @@ async fn start_sandbox(config: &mut Config) -> Result<Sandbox, ServeError> {
     sandbox
         .control
         .faults
-        .set(std::mem::take(&mut config.sandbox_faults))
+        .set(sandbox_faults(config)?)
         .map_err(|e| ServeError::Io(std::io::Error::other(e)))?;
     let base = reqwest::Url::parse(&sandbox.base_url())
         .map_err(|e| ServeError::Io(std::io::Error::other(e)))?;

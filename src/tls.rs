@@ -9,11 +9,11 @@
 //! previous one stays.
 //!
 //! A verified client certificate names the caller: its SPIFFE id (a `spiffe://` URI
-//! SAN), else its subject CN (see [`crate::auth`]).
+//! SAN), else its subject CN (which the `auth` module reads).
 
 use std::{
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::Path,
     sync::{Arc, RwLock},
     time::SystemTime,
 };
@@ -24,6 +24,8 @@ use rustls::{
     server::WebPkiClientVerifier,
 };
 
+use crate::config::TlsConfig;
+
 /// What a connection tells about its peer (in every request's extensions).
 #[derive(Debug, Clone, Default)]
 pub struct PeerInfo {
@@ -31,17 +33,6 @@ pub struct PeerInfo {
     pub remote: Option<SocketAddr>,
     /// The verified client certificate's identity (mTLS).
     pub identity: Option<String>,
-}
-
-/// The TLS settings.
-#[derive(Debug, Clone)]
-pub struct TlsConfig {
-    /// Certificate chain, PEM.
-    pub cert: PathBuf,
-    /// Private key, PEM.
-    pub key: PathBuf,
-    /// CA bundle that client certificates must chain to (mTLS), PEM.
-    pub client_ca: Option<PathBuf>,
 }
 
 /// The server TLS configuration in force, reloaded when its files change.

@@ -11,6 +11,7 @@ use std::{collections::HashMap, fmt, net::SocketAddr, path::PathBuf, time::Durat
 
 use reqwest::Url;
 
+use crate::cidr::Cidr;
 use crate::rpc::Rpc;
 
 mod file;
@@ -252,8 +253,9 @@ pub struct Config {
     pub sandbox: bool,
     /// Where the embedded emulator listens.
     pub sandbox_listen: SocketAddr,
-    /// The embedded emulator's fault rules at start-up.
-    pub sandbox_faults: Vec<crate::sandbox::faults::FaultRule>,
+    /// The embedded emulator's fault rules at start-up, as given (a JSON list or
+    /// `@FILE`); the sandbox reads them.
+    pub sandbox_faults: Option<String>,
     /// Where Prometheus metrics are served; `None` disables them.
     pub metrics_listen: Option<SocketAddr>,
     /// fingerprint.com; `None` when disabled.
@@ -279,9 +281,9 @@ pub struct Config {
     /// The Redis shared by the replicas, if any.
     pub redis: Option<RedisConfig>,
     /// Identities and the policy.
-    pub auth: crate::auth::AuthConfig,
+    pub auth: AuthConfig,
     /// TLS on the listener, if on.
-    pub tls: Option<crate::tls::TlsConfig>,
+    pub tls: Option<TlsConfig>,
     /// Serve server reflection.
     pub reflection: bool,
     /// Where the audit trail goes.
@@ -292,6 +294,41 @@ pub struct Config {
     pub max_connection_age: Duration,
     /// Time calls on such a connection may still take.
     pub max_connection_age_grace: Duration,
+}
+
+/// Which mesh's forwarded identity to trust.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mesh {
+    /// None: mesh headers are ignored.
+    None,
+    /// Envoy / Istio: `x-forwarded-client-cert`, its `URI=`.
+    Envoy,
+    /// Linkerd: `l5d-client-id`.
+    Linkerd,
+}
+
+/// How callers are identified and checked (read by `auth`).
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Refuse calls without an identity or permission.
+    pub enforce: bool,
+    /// The policy file.
+    pub policy_file: Option<PathBuf>,
+    /// The mesh whose forwarded identity is trusted.
+    pub mesh: Mesh,
+    /// Peers (the sidecar) whose mesh headers are trusted.
+    pub mesh_peers: Vec<Cidr>,
+}
+
+/// TLS on the gRPC listener (read by `tls`): the files, not what they hold.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Private key, PEM.
+    pub key: PathBuf,
+    /// CA bundle that client certificates must chain to (mTLS), PEM.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// The shared cache and quota's Redis.
@@ -493,11 +530,7 @@ impl Config {
             listen: v.address("GATEWAY_LISTEN")?,
             sandbox: v.bool("GATEWAY_SANDBOX")?,
             sandbox_listen: v.address("GATEWAY_SANDBOX_LISTEN")?,
-            sandbox_faults: match v.text_opt("GATEWAY_SANDBOX_FAULTS")? {
-                None => Vec::new(),
-                Some(text) => crate::sandbox::faults::load_rules(&text)
-                    .map_err(|e| invalid("GATEWAY_SANDBOX_FAULTS", &e))?,
-            },
+            sandbox_faults: v.text_opt("GATEWAY_SANDBOX_FAULTS")?,
             metrics_listen: v.address_opt("GATEWAY_METRICS_LISTEN")?,
             fingerprint,
             stytch,

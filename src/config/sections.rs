@@ -139,8 +139,7 @@ pub(super) fn parse_per_rpc(text: &str) -> Result<PerRpc, String> {
     Ok(PerRpc { default, overrides })
 }
 
-pub(super) fn auth_config(v: &Values<'_>) -> Result<crate::auth::AuthConfig, ConfigError> {
-    use crate::auth::Mesh;
+pub(super) fn auth_config(v: &Values<'_>) -> Result<AuthConfig, ConfigError> {
     let mesh = match v.word("GATEWAY_MESH_IDENTITY")?.as_str() {
         "envoy" => Mesh::Envoy,
         "linkerd" => Mesh::Linkerd,
@@ -152,11 +151,11 @@ pub(super) fn auth_config(v: &Values<'_>) -> Result<crate::auth::AuthConfig, Con
         .map(str::trim)
         .filter(|c| !c.is_empty())
         .map(|c| {
-            crate::cidr::Cidr::parse(c)
+            Cidr::parse(c)
                 .map_err(|e| invalid("GATEWAY_MESH_TRUSTED_PEERS", format!("{c:?}: {e:?}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let config = crate::auth::AuthConfig {
+    let config = AuthConfig {
         enforce: v.bool("GATEWAY_AUTH")?,
         policy_file: v.text_opt("GATEWAY_POLICY_FILE")?.map(Into::into),
         mesh,
@@ -171,12 +170,12 @@ pub(super) fn auth_config(v: &Values<'_>) -> Result<crate::auth::AuthConfig, Con
     Ok(config)
 }
 
-pub(super) fn tls_config(v: &Values<'_>) -> Result<Option<crate::tls::TlsConfig>, ConfigError> {
+pub(super) fn tls_config(v: &Values<'_>) -> Result<Option<TlsConfig>, ConfigError> {
     let cert = v.text_opt("GATEWAY_TLS_CERT_FILE")?;
     let key = v.text_opt("GATEWAY_TLS_KEY_FILE")?;
     let client_ca = v.text_opt("GATEWAY_TLS_CLIENT_CA_FILE")?;
     match (cert, key) {
-        (Some(cert), Some(key)) => Ok(Some(crate::tls::TlsConfig {
+        (Some(cert), Some(key)) => Ok(Some(TlsConfig {
             cert: cert.into(),
             key: key.into(),
             client_ca: client_ca.map(Into::into),

@@ -4,33 +4,18 @@
 use serde_json::{Map, Value as Json};
 
 use super::json::{Obj, timestamp_to_millis};
+use super::page::EventPage;
+use super::typed::{Answer, V4Page};
 use super::{event, v3};
 use crate::config::Generation;
 use crate::proto::v1::Event;
 
-/// One upstream page of events, converted.
-#[derive(Debug, Default, PartialEq)]
-pub struct EventPage {
-    /// The events, in upstream order.
-    pub events: Vec<Event>,
-    /// The upstream's key for the next page; empty on the last page.
-    pub next_key: String,
-    /// v4 `total_hits`, when asked for.
-    pub total: Option<i64>,
-    /// Envelope members not modelled (new members, members of a wrong type, list
-    /// elements that are not objects at their index).
-    pub unmapped: Map<String, Json>,
-}
-
 /// A search page as the upstream client read it: typed (a v4 page of exactly the
 /// published shape) or as JSON of the given generation.
-pub fn search_answer(
-    generation: Generation,
-    answer: super::typed::Answer<super::typed::V4Page>,
-) -> EventPage {
+pub fn search_answer(generation: Generation, answer: Answer<V4Page>) -> EventPage {
     match answer {
-        super::typed::Answer::Typed(page) => page.into_page(),
-        super::typed::Answer::Json(body) => search_page(generation, body),
+        Answer::Typed(page) => page.into_page(),
+        Answer::Json(body) => search_page(generation, body),
     }
 }
 

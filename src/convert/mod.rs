@@ -4,6 +4,7 @@
 pub mod event;
 pub mod json;
 pub mod list;
+pub mod page;
 pub mod stytch;
 pub mod typed;
 pub mod v3;

@@ -1,7 +1,7 @@
 //! `GetEventResponse` as the server sends it.
 //!
 //! The generated `GetEventResponse` holds a built `Event`. This one may hold the event
-//! already encoded instead (from [`crate::convert::typed::wire`]): field 1 carries an
+//! already encoded instead (by the wire reader in `convert::typed`): field 1 carries an
 //! embedded message as length-delimited bytes, so both encode to the same bytes and a
 //! caller's stub cannot tell them apart. Only the server uses this type (`build.rs`
 //! maps GetEvent's answer to it); clients and reflection keep the generated one.

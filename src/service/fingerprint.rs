@@ -11,14 +11,15 @@ use super::filter::{check_filter, unsupported};
 use super::page::{self, Binding};
 use super::stream::{EventStream, StreamState};
 use super::{deadline, tagged, validate};
-use crate::cache::{Cache, Invalidation, Tag};
+use crate::cache::Cache;
 use crate::config::{Generation, SealedKey, Secret};
 use crate::convert::{
     self,
     json::{leftovers, struct_to_json},
-    list::EventPage,
+    page::EventPage,
     typed::Answer,
 };
+use crate::entry::{Invalidation, Tag};
 use crate::error::{Error, Upstream};
 use crate::proto::v1::{
     DeleteVisitorDataRequest, DeleteVisitorDataResponse, Event, EventFilter, GetEventRequest,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tonic::{Request, Response};
 
-use crate::cache::{Tag, Tags};
+use crate::entry::{Tag, Tags};
 
 /// The caller's deadline (`grpc-timeout`), if it set one.
 fn deadline<T>(request: &Request<T>) -> Option<Duration> {

@@ -6,9 +6,10 @@ use tonic::{Request, Response, Status};
 
 use super::page::{self, Binding};
 use super::validate;
-use crate::cache::{Cache, Invalidation};
+use crate::cache::Cache;
 use crate::cidr::Cidr;
 use crate::convert::stytch as convert;
+use crate::entry::Invalidation;
 use crate::error::{Error, Upstream, quote};
 use crate::proto::v1::{
     Action, SetRuleRequest, SetRuleResponse, SetVerdictReasonOverrideRequest,

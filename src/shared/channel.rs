@@ -8,8 +8,8 @@ use std::{
 
 use futures_util::StreamExt;
 
-use super::{Shared, unix_millis, upstream_index};
-use crate::cache::{Cache, Invalidation, Tag};
+use super::{Local, Shared, unix_millis, upstream_index};
+use crate::entry::{Invalidation, Tag};
 use crate::error::Upstream;
 use crate::rpc::Rpc;
 
@@ -78,9 +78,9 @@ impl Shared {
         })
     }
 
-    /// Subscribes (again after every loss), applies invalidations to `cache`, and
+    /// Subscribes (again after every loss), applies invalidations to `local`, and
     /// renews the lease on each own heartbeat heard.
-    pub(super) async fn listen(self: Arc<Self>, cache: Cache) {
+    pub(super) async fn listen(self: Arc<Self>, local: impl Local) {
         let mut pause = Duration::from_millis(100);
         loop {
             let subscribed = async {
@@ -99,7 +99,7 @@ impl Shared {
             };
             pause = Duration::from_millis(100);
             // Invalidations may have been missed while not subscribed: start afresh.
-            cache.clear_local();
+            local.clear_local();
             tracing::info!("subscribed to invalidations; the in-memory cache starts empty");
             let mut messages = pubsub.into_on_message();
             while let Some(msg) = messages.next().await {
@@ -118,7 +118,7 @@ impl Shared {
                         sent_ms,
                         what,
                     }) => {
-                        cache.invalidate_local(&what);
+                        local.invalidate_local(&what);
                         let delay = unix_millis().saturating_sub(sent_ms);
                         self.metrics.invalidation_delay(delay as f64 / 1000.0);
                     }

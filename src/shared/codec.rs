@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use aes_gcm::{Nonce, aead::Aead, aead::Payload};
 
 use super::{FORMAT, Shared, millis, unix_millis};
-use crate::cache::{Entry, Tag};
+use crate::entry::{Entry, Tag};
 
 impl Shared {
     /// The stored form: version, generation, fetch time, TTL, stale window, tags, frame;

@@ -40,8 +40,8 @@ use aes_gcm::{Aes256Gcm, KeyInit};
 use redis::{Script, aio::ConnectionManager};
 use sha2::{Digest, Sha256};
 
-use crate::cache::{Cache, Entry, Invalidation, Key, Tag};
 use crate::config::RedisConfig;
+use crate::entry::{Entry, Invalidation, Key, Tag};
 use crate::error::Upstream;
 use crate::metrics::Metrics;
 use crate::rpc::Rpc;
@@ -91,6 +91,16 @@ pub struct Lookup {
     held: bool,
     /// The lock's owner token.
     owner: u64,
+}
+
+/// What the shared level needs of a replica's own memory (L1, the `cache` module, which
+/// sits above this one and implements it): to drop what another replica's write made
+/// stale, and to forget everything when invalidations may have been missed.
+pub trait Local: Send + Sync + 'static {
+    /// Drops what `what` made stale, and marks answers still in flight as stale.
+    fn invalidate_local(&self, what: &Invalidation);
+    /// Drops everything, and marks answers still in flight as stale.
+    fn clear_local(&self);
 }
 
 /// Redis did not answer in time, or failed.
@@ -176,9 +186,9 @@ impl Shared {
         }))
     }
 
-    /// Starts listening for invalidations (applied to `cache`'s L1) and sending
-    /// heartbeats; the tasks end when aborted.
-    pub fn start(self: &Arc<Self>, cache: Cache) -> Vec<tokio::task::JoinHandle<()>> {
+    /// Starts listening for invalidations (applied to the replica's memory, `local`) and
+    /// sending heartbeats; the tasks end when aborted.
+    pub fn start(self: &Arc<Self>, local: impl Local) -> Vec<tokio::task::JoinHandle<()>> {
         let first = self.clone();
         let check = tokio::spawn(async move {
             let mut conn = first.conn.clone();
@@ -196,7 +206,7 @@ impl Shared {
                 );
             }
         });
-        let listen = tokio::spawn(self.clone().listen(cache));
+        let listen = tokio::spawn(self.clone().listen(local));
         let beat = tokio::spawn(self.clone().heartbeat());
         vec![check, listen, beat]
     }

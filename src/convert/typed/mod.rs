@@ -18,6 +18,7 @@ pub mod wire;
 
 use super::event::set_bot;
 use super::json::{millis_to_timestamp, to_struct};
+use super::page::EventPage;
 use crate::proto::v1::{
     BotInfo, BrowserDetails, Confidence, Event, Geolocation, Identification, Integration,
     IpBlocklist, IpDetails, IpInfo, Label, Proximity, ProxyDetails, Sdk, Subdivision,
@@ -107,7 +108,7 @@ fn millis_nonzero<'de, D: Deserializer<'de>>(
     }
 }
 
-/// `GET /v4/events` (a search page), every member [`super::list::search_page`] maps,
+/// `GET /v4/events` (a search page), every member the general search-page reader maps,
 /// each event of exactly the published shape.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,8 +120,8 @@ pub struct V4Page {
 
 impl V4Page {
     /// The converted page; nothing is left over, so its `unmapped` is empty.
-    pub fn into_page(self) -> super::list::EventPage {
-        super::list::EventPage {
+    pub fn into_page(self) -> EventPage {
+        EventPage {
             events: list(self.events, V4Event::into_event),
             next_key: self.pagination_key.unwrap_or_default(),
             total: self.total_hits,
@@ -389,6 +390,3 @@ struct TLabel {
 fn list<T, U>(items: List<T>, f: impl FnMut(T) -> U) -> Vec<U> {
     items.unwrap_or_default().into_iter().map(f).collect()
 }
-
-#[cfg(test)]
-mod tests;

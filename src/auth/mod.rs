@@ -35,7 +35,6 @@
 use std::{
     collections::HashMap,
     net::IpAddr,
-    path::PathBuf,
     sync::{Arc, RwLock},
     time::{Duration, SystemTime},
 };
@@ -45,7 +44,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::cidr::Cidr;
+use crate::config::{AuthConfig, Mesh};
 use crate::error::Error;
 use crate::resilience::limiter::Limiter;
 use crate::rpc::Rpc;
@@ -57,30 +56,6 @@ pub use policy::Policy;
 
 /// The name given to calls without an identity (authorization off).
 pub const ANONYMOUS: &str = "anonymous";
-
-/// Which mesh's forwarded identity to trust.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mesh {
-    /// None: mesh headers are ignored.
-    None,
-    /// Envoy / Istio: `x-forwarded-client-cert`, its `URI=`.
-    Envoy,
-    /// Linkerd: `l5d-client-id`.
-    Linkerd,
-}
-
-/// How identities are established and checked.
-#[derive(Debug, Clone)]
-pub struct AuthConfig {
-    /// Refuse calls without an identity or permission.
-    pub enforce: bool,
-    /// The policy file.
-    pub policy_file: Option<PathBuf>,
-    /// The mesh whose forwarded identity is trusted.
-    pub mesh: Mesh,
-    /// Peers (the sidecar) whose mesh headers are trusted.
-    pub mesh_peers: Vec<Cidr>,
-}
 
 /// One caller of the policy.
 #[derive(Debug)]

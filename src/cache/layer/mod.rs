@@ -22,7 +22,9 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use tonic::{Code, body::Body};
 
-use super::{Answer, Cache, CacheMode, CacheStatus, Entry, Key, Tags};
+use super::{Cache, CacheMode, CacheStatus};
+use crate::auth::CallerSlot;
+use crate::entry::{Answer, Entry, Key, Tags};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::resilience::{self, InFlight, Slot};
@@ -43,27 +45,19 @@ const OWN_FETCH: Duration = Duration::from_secs(1);
 /// Largest request body the layer reads, tonic's own decoding limit.
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 
-/// An answer body: the service's own, or one replayed from the cache.
+/// An answer body, with what must live exactly as long as it.
 #[derive(Debug)]
-pub enum CachedBody {
+pub struct CachedBody {
+    source: Source,
+    /// Dropped with the body: when its last frame is sent, or the call is cancelled.
+    held: Held,
+}
+
+/// Where a body's frames come from.
+#[derive(Debug)]
+enum Source {
     /// The service's body, untouched.
-    Inner(Body),
-    /// The service's body, holding the call's place among the calls in flight until it
-    /// ends (a stream's pages are fetched while it is read).
-    Holding {
-        /// The body.
-        body: Body,
-        /// The place, freed when the body is dropped.
-        slot: Slot,
-    },
-    /// Another body, holding something (a caller's place among its calls in flight)
-    /// until it ends: a stream's place is its whole life, not its headers'.
-    Guarded {
-        /// The body.
-        body: Box<CachedBody>,
-        /// Dropped with the body.
-        held: Box<dyn std::any::Any + Send + Sync>,
-    },
+    Service(Body),
     /// One gRPC frame (absent for a trailers-only answer), then trailers.
     Replay {
         /// The frame, until it is sent.
@@ -71,6 +65,17 @@ pub enum CachedBody {
         /// The trailers, until they are sent.
         trailers: Option<HeaderMap>,
     },
+}
+
+/// What an answer keeps alive until its body ends: a stream's places are its whole
+/// life, not its headers'.
+#[derive(Debug, Default)]
+pub struct Held {
+    /// The call's place among the calls in flight (a stream's pages are fetched while
+    /// it is read).
+    pub call: Option<Slot>,
+    /// The call's place among its caller's own calls in flight.
+    pub caller: Option<CallerSlot>,
 }
 
 /// What a miss collected from the service: an answer to replay to every waiter.
@@ -207,7 +212,7 @@ where
         serving.metrics.cache(rpc, CacheStatus::Bypass.as_str());
     }
     drop(slot);
-    Ok(response.map(CachedBody::Inner))
+    Ok(response.map(CachedBody::service))
 }
 
 /// The service answers once for every identical concurrent call; the answer is kept
@@ -440,7 +445,7 @@ fn response(
     status: CacheStatus,
 ) -> Response<CachedBody> {
     mark(&mut headers, status);
-    let mut response = Response::new(CachedBody::Replay { data, trailers });
+    let mut response = Response::new(CachedBody::replay(data, trailers));
     *response.headers_mut() = headers;
     response
 }
@@ -448,10 +453,7 @@ fn response(
 /// A call refused before any service saw it, answered through the one error mapping.
 pub fn refuse(error: &Error) -> Response<CachedBody> {
     let (parts, _) = error.to_status().into_http::<()>().into_parts();
-    let mut response = Response::new(CachedBody::Replay {
-        data: None,
-        trailers: None,
-    });
+    let mut response = Response::new(CachedBody::replay(None, None));
     *response.headers_mut() = parts.headers;
     response
 }
@@ -552,6 +554,38 @@ impl Collected {
 
 // === impl CachedBody ===
 
+impl CachedBody {
+    /// The service's own body.
+    pub fn service(body: Body) -> Self {
+        Self {
+            source: Source::Service(body),
+            held: Held::default(),
+        }
+    }
+
+    /// One frame (or none, for a trailers-only answer), then the trailers.
+    fn replay(data: Option<Bytes>, trailers: Option<HeaderMap>) -> Self {
+        Self {
+            source: Source::Replay { data, trailers },
+            held: Held::default(),
+        }
+    }
+
+    /// The same body, holding the call's place among the calls in flight until it ends.
+    pub fn holding_call(mut self, slot: Slot) -> Self {
+        self.held.call = Some(slot);
+        self
+    }
+
+    /// The same body, holding the call's place among its caller's calls until it ends.
+    pub fn holding_caller(mut self, slot: CallerSlot) -> Self {
+        if slot.holds() {
+            self.held.caller = Some(slot);
+        }
+        self
+    }
+}
+
 impl HttpBody for CachedBody {
     type Data = Bytes;
     type Error = tonic::Status;
@@ -560,10 +594,9 @@ impl HttpBody for CachedBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match self.get_mut() {
-            Self::Inner(body) | Self::Holding { body, .. } => Pin::new(body).poll_frame(cx),
-            Self::Guarded { body, .. } => Pin::new(body.as_mut()).poll_frame(cx),
-            Self::Replay { data, trailers } => {
+        match &mut self.get_mut().source {
+            Source::Service(body) => Pin::new(body).poll_frame(cx),
+            Source::Replay { data, trailers } => {
                 if let Some(data) = data.take() {
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
@@ -573,18 +606,16 @@ impl HttpBody for CachedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Inner(body) | Self::Holding { body, .. } => body.is_end_stream(),
-            Self::Guarded { body, .. } => body.is_end_stream(),
-            Self::Replay { data, trailers } => data.is_none() && trailers.is_none(),
+        match &self.source {
+            Source::Service(body) => body.is_end_stream(),
+            Source::Replay { data, trailers } => data.is_none() && trailers.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Inner(body) | Self::Holding { body, .. } => body.size_hint(),
-            Self::Guarded { body, .. } => body.size_hint(),
-            Self::Replay { data, .. } => {
+        match &self.source {
+            Source::Service(body) => body.size_hint(),
+            Source::Replay { data, .. } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
         }

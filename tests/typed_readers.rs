@@ -1,8 +1,17 @@
-use serde_json::json;
+//! The typed readers of v4 events and search pages (and the wire reader that writes
+//! GetEvent's encoding straight from the JSON) against the general JSON reader: over
+//! the sandbox's whole world of example events, and over every off-shape body, either
+//! the typed path declines or both paths give the same answer.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use super::*;
-use crate::convert::event::from_v4;
-use crate::sandbox::data;
+use fingerprint_gateway::config::Generation;
+use fingerprint_gateway::convert::event::from_v4;
+use fingerprint_gateway::convert::list::search_page;
+use fingerprint_gateway::convert::page::EventPage;
+use fingerprint_gateway::convert::typed::{Shape, V4Event, V4Page, wire};
+use fingerprint_gateway::proto::v1::Event;
+use fingerprint_gateway::sandbox::data;
+use serde_json::{Value as Json, json};
 
 type Mutation = Box<dyn Fn(&mut Json)>;
 
@@ -149,9 +158,7 @@ fn nulls_zeros_and_empties_read_alike() {
 }
 
 /// As [`both`], for a search page.
-fn both_pages(body: &Json) -> Option<crate::convert::list::EventPage> {
-    use crate::config::Generation;
-    use crate::convert::list::search_page;
+fn both_pages(body: &Json) -> Option<EventPage> {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let typed = V4Page::read(&bytes).map(V4Page::into_page);
     let general = search_page(

@@ -10,12 +10,12 @@
 /// The `fingerprint.gateway.v1` package.
 pub mod v1 {
     tonic::include_proto!("fingerprint.gateway.v1");
-    pub use super::server::{fingerprint_service_server, stytch_service_server};
+    pub use super::servers::{fingerprint_service_server, stytch_service_server};
 }
 
 /// The package's servers, generated apart: their GetEvent answers with
 /// [`wire::GetEventResponse`].
-mod server {
+mod servers {
     include!(concat!(
         env!("OUT_DIR"),
         "/server/fingerprint.gateway.v1.rs"
