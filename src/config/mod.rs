@@ -15,17 +15,14 @@ use crate::cidr::Cidr;
 use crate::rpc::Rpc;
 
 mod file;
-mod sections;
+mod read;
 mod settings;
 mod values;
 
 use file::read_file;
-pub use sections::{FILE_VARIANTS, parse_rates, sealed_keys_from, webhook_secrets_from};
-use sections::{
-    auth_config, file_variant, parse_per_rpc, parse_rate, redis_config, resilience, tls_config,
-};
 pub use settings::{Kind, SETTINGS, Setting, setting_named, settings_help, settings_table};
-use values::{Value, Values, check_url, invalid};
+pub use values::{FILE_VARIANTS, parse_rates, sealed_keys_from, webhook_secrets_from};
+use values::{Values, check_url, invalid, parse_sealed_key};
 
 /// A configuration problem, reported before any port is bound.
 #[derive(Debug, thiserror::Error)]
@@ -436,135 +433,6 @@ impl Config {
         };
         Self::from_lookup(&get)
     }
-
-    /// A configuration from one lookup function (flags, env and file already merged).
-    pub fn from_lookup(get: &dyn Fn(&'static str) -> Option<String>) -> Result<Self, ConfigError> {
-        let v = Values { get };
-        let generation = match v.word("FINGERPRINT_API_VERSION")?.as_str() {
-            "v3" => Generation::V3,
-            _ => Generation::V4,
-        };
-        let region_url = match v.word("FINGERPRINT_REGION")?.as_str() {
-            "eu" => "https://eu.api.fpjs.io",
-            "ap" => "https://ap.api.fpjs.io",
-            _ => "https://api.fpjs.io",
-        };
-        let fp_base = match v.url_opt("FINGERPRINT_API_BASE_URL")? {
-            Some(url) => url,
-            None => check_url("FINGERPRINT_REGION", region_url)?,
-        };
-        let fingerprint = v
-            .text_opt("FINGERPRINT_SECRET_API_KEY")?
-            .map(|key| FingerprintConfig {
-                generation,
-                base_url: fp_base,
-                secret_api_key: Secret::new(key),
-            });
-        let stytch = match (
-            v.text_opt("STYTCH_PROJECT_ID")?,
-            v.text_opt("STYTCH_SECRET")?,
-        ) {
-            (Some(project_id), Some(secret)) => Some(StytchConfig {
-                base_url: v.url("STYTCH_API_BASE_URL")?,
-                project_id,
-                secret: Secret::new(secret),
-            }),
-            (Some(_), None) => {
-                return Err(invalid(
-                    "STYTCH_SECRET",
-                    "must be set with STYTCH_PROJECT_ID",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(invalid(
-                    "STYTCH_PROJECT_ID",
-                    "must be set with STYTCH_SECRET",
-                ));
-            }
-            (None, None) => None,
-        };
-        let cache = CacheConfig {
-            max_bytes: v.count("GATEWAY_CACHE_MAX_BYTES")?,
-            get_event: v.duration("GATEWAY_CACHE_TTL_GET_EVENT")?,
-            get_visits: v.duration("GATEWAY_CACHE_TTL_GET_VISITS")?,
-            search_events: v.duration("GATEWAY_CACHE_TTL_SEARCH_EVENTS")?,
-            lookup_telemetry: v.duration("GATEWAY_CACHE_TTL_LOOKUP_TELEMETRY")?,
-            list_rules: v.duration("GATEWAY_CACHE_TTL_LIST_RULES")?,
-            list_verdict_reasons: v.duration("GATEWAY_CACHE_TTL_LIST_VERDICT_REASONS")?,
-            not_found: v.duration("GATEWAY_CACHE_TTL_NOT_FOUND")?,
-            stale_if_error: v.per_rpc("GATEWAY_CACHE_STALE_IF_ERROR")?,
-        };
-        let resilience = resilience(&v)?;
-        let max_body_bytes = usize::try_from(v.count("GATEWAY_MAX_BODY_BYTES")?)
-            .map_err(|_| invalid("GATEWAY_MAX_BODY_BYTES", "is too large"))?;
-        if max_body_bytes < 1024 {
-            return Err(invalid("GATEWAY_MAX_BODY_BYTES", "must be at least 1024"));
-        }
-        let log_format = match v.word("GATEWAY_LOG_FORMAT")?.as_str() {
-            "json" => LogFormat::Json,
-            _ => LogFormat::Text,
-        };
-        let sealed_result_keys = v
-            .list("FINGERPRINT_SEALED_RESULT_KEYS")?
-            .iter()
-            .enumerate()
-            .map(|(i, key)| parse_sealed_key(i, key))
-            .collect::<Result<Vec<_>, _>>()?;
-        let webhook_secrets = v
-            .list("FINGERPRINT_WEBHOOK_SECRETS")?
-            .into_iter()
-            .map(Secret::new)
-            .collect();
-        let sampler_word = v.word("OTEL_TRACES_SAMPLER")?;
-        let ratio = v.ratio("OTEL_TRACES_SAMPLER_ARG")?;
-        let (parent_based, root) = match sampler_word.strip_prefix("parentbased_") {
-            Some(root) => (true, root),
-            None => (false, sampler_word.as_str()),
-        };
-        let root = match root {
-            "always_off" => RootSampling::Never,
-            "traceidratio" => RootSampling::Ratio(ratio),
-            _ => RootSampling::Always,
-        };
-        let config = Self {
-            listen: v.address("GATEWAY_LISTEN")?,
-            sandbox: v.bool("GATEWAY_SANDBOX")?,
-            sandbox_listen: v.address("GATEWAY_SANDBOX_LISTEN")?,
-            sandbox_faults: v.text_opt("GATEWAY_SANDBOX_FAULTS")?,
-            metrics_listen: v.address_opt("GATEWAY_METRICS_LISTEN")?,
-            fingerprint,
-            stytch,
-            fingerprint_generation: generation,
-            resilience,
-            max_body_bytes,
-            cache,
-            shutdown_grace: v.duration("GATEWAY_SHUTDOWN_GRACE")?,
-            telemetry: TelemetryConfig {
-                otlp_endpoint: v.text_opt("OTEL_EXPORTER_OTLP_ENDPOINT")?,
-                service_name: v.text("OTEL_SERVICE_NAME")?,
-                log_format,
-                sampler: TraceSampler { parent_based, root },
-            },
-            sealed_result_keys,
-            webhook_secrets,
-            redis: redis_config(&v)?,
-            secret_files: FILE_VARIANTS
-                .iter()
-                .filter(|(secret, _)| *secret != "GATEWAY_REDIS_ENCRYPTION_KEY")
-                .filter_map(|(secret, file)| get(file).map(|p| (*secret, p.into())))
-                .collect(),
-            auth: auth_config(&v)?,
-            tls: tls_config(&v)?,
-            reflection: v.bool("GATEWAY_REFLECTION")?,
-            audit_log: v.text("GATEWAY_AUDIT_LOG")?,
-            max_connection_age: v.positive("GATEWAY_MAX_CONNECTION_AGE")?,
-            max_connection_age_grace: v.positive("GATEWAY_MAX_CONNECTION_AGE_GRACE")?,
-        };
-        if !config.sandbox && config.fingerprint.is_none() && config.stytch.is_none() {
-            return Err(ConfigError::NothingToServe);
-        }
-        Ok(config)
-    }
 }
 
 // === impl PerRpc ===
@@ -578,38 +446,6 @@ impl PerRpc {
             .find(|(r, _)| *r == rpc)
             .map_or(self.default, |(_, d)| *d)
     }
-}
-
-fn parse_sealed_key(index: usize, raw: &str) -> Result<SealedKey, ConfigError> {
-    use base64::{
-        Engine, alphabet,
-        engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig},
-    };
-    // Keys are shown with the standard or URL-safe alphabet, padded or not; like the
-    // official SDKs, non-zero trailing bits are accepted.
-    let lenient = GeneralPurposeConfig::new()
-        .with_decode_allow_trailing_bits(true)
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent);
-    let bytes = [alphabet::STANDARD, alphabet::URL_SAFE]
-        .iter()
-        .find_map(|a| GeneralPurpose::new(a, lenient).decode(raw).ok())
-        .ok_or_else(|| {
-            invalid(
-                "FINGERPRINT_SEALED_RESULT_KEYS",
-                format!("key {} is not base64", index + 1),
-            )
-        })?;
-    let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
-        invalid(
-            "FINGERPRINT_SEALED_RESULT_KEYS",
-            format!(
-                "key {} is {} bytes; AES-256 keys are 32",
-                index + 1,
-                b.len()
-            ),
-        )
-    })?;
-    Ok(SealedKey(key))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! Each setting's text read the way its row says, and typed access to the merged values
-//! (a setting's default when it is unset; a secret's `*_FILE` variant).
+//! Each setting's text read the way its row says (durations, rates, per-RPC durations,
+//! lists, keys), and typed access to the merged values (a setting's default when it is
+//! unset; a secret's `*_FILE` variant).
 
 use super::*;
 
@@ -252,4 +253,160 @@ pub(super) fn check_url(name: &'static str, raw: &str) -> Result<Url, ConfigErro
         return Err(invalid(name, "must not carry credentials"));
     }
     Ok(url)
+}
+
+/// One rate rule: `N/unit` or `N/unit:burst`.
+/// A comma-separated list of rate rules (`50/s:10,1000/h`).
+pub fn parse_rates(text: &str) -> Result<Vec<Rate>, String> {
+    let rates: Vec<Rate> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(|r| parse_rate(r).map_err(|e| format!("{r:?}: {e}")))
+        .collect::<Result<_, _>>()?;
+    if rates.is_empty() {
+        return Err("no rate given".to_owned());
+    }
+    Ok(rates)
+}
+
+pub(super) fn parse_rate(text: &str) -> Result<Rate, String> {
+    let (rule, burst) = match text.split_once(':') {
+        Some((rule, burst)) => (rule, Some(burst)),
+        None => (text, None),
+    };
+    let (count, unit) = rule
+        .split_once('/')
+        .ok_or("expected N/unit, e.g. 50/s or 30/h:5")?;
+    let count: u32 = count
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or("the count must be a whole number above 0")?;
+    let per = match unit.trim() {
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        "d" => Duration::from_secs(86_400),
+        _ => return Err("the unit must be s, m, h or d".to_owned()),
+    };
+    let burst = match burst {
+        None => 1,
+        Some(b) => b
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|b| (1..=count).contains(b))
+            .ok_or("the burst must be a whole number from 1 to the count")?,
+    };
+    Ok(Rate { count, per, burst })
+}
+
+/// A duration, then `Rpc=duration` overrides.
+pub(super) fn parse_per_rpc(text: &str) -> Result<PerRpc, String> {
+    let duration = |t: &str| -> Result<Duration, String> {
+        let t = t.trim();
+        match t.parse::<u64>() {
+            Ok(secs) => Ok(Duration::from_secs(secs)),
+            Err(_) => humantime::parse_duration(t)
+                .map_err(|e| format!("expected a duration such as 1h, got {t:?}: {e}")),
+        }
+    };
+    let mut parts = text.split(',').map(str::trim);
+    let default = duration(parts.next().unwrap_or_default())?;
+    let mut overrides = Vec::new();
+    for part in parts.filter(|p| !p.is_empty()) {
+        let (name, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("expected Rpc=duration, got {part:?}"))?;
+        let rpc = Rpc::ALL
+            .into_iter()
+            .find(|r| r.name() == name.trim())
+            .ok_or_else(|| format!("{:?} is not an RPC", name.trim()))?;
+        overrides.push((rpc, duration(value)?));
+    }
+    Ok(PerRpc { default, overrides })
+}
+
+/// The secret settings that may come from a file, and the setting naming the file.
+pub const FILE_VARIANTS: [(&str, &str); 5] = [
+    (
+        "FINGERPRINT_SECRET_API_KEY",
+        "FINGERPRINT_SECRET_API_KEY_FILE",
+    ),
+    ("STYTCH_SECRET", "STYTCH_SECRET_FILE"),
+    (
+        "FINGERPRINT_SEALED_RESULT_KEYS",
+        "FINGERPRINT_SEALED_RESULT_KEYS_FILE",
+    ),
+    (
+        "FINGERPRINT_WEBHOOK_SECRETS",
+        "FINGERPRINT_WEBHOOK_SECRETS_FILE",
+    ),
+    (
+        "GATEWAY_REDIS_ENCRYPTION_KEY",
+        "GATEWAY_REDIS_ENCRYPTION_KEY_FILE",
+    ),
+];
+
+pub(super) fn file_variant(name: &str) -> Option<&'static str> {
+    FILE_VARIANTS
+        .iter()
+        .find(|(secret, _)| *secret == name)
+        .map(|(_, file)| *file)
+}
+
+/// Sealed-result keys from a setting's text (for rotation).
+pub fn sealed_keys_from(text: &str) -> Result<Vec<SealedKey>, String> {
+    let row = setting_named("FINGERPRINT_SEALED_RESULT_KEYS").ok_or("no such setting")?;
+    match row.parse(text).map_err(|e| e.to_string())? {
+        Value::List(keys) => keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| parse_sealed_key(i, k).map_err(|e| e.to_string()))
+            .collect(),
+        _ => Err("not a list".to_owned()),
+    }
+}
+
+/// Webhook secrets from a setting's text (for rotation).
+pub fn webhook_secrets_from(text: &str) -> Result<Vec<Secret>, String> {
+    let row = setting_named("FINGERPRINT_WEBHOOK_SECRETS").ok_or("no such setting")?;
+    match row.parse(text).map_err(|e| e.to_string())? {
+        Value::List(secrets) => Ok(secrets.into_iter().map(Secret::new).collect()),
+        _ => Err("not a list".to_owned()),
+    }
+}
+
+pub(super) fn parse_sealed_key(index: usize, raw: &str) -> Result<SealedKey, ConfigError> {
+    use base64::{
+        Engine, alphabet,
+        engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig},
+    };
+    // Keys are shown with the standard or URL-safe alphabet, padded or not; like the
+    // official SDKs, non-zero trailing bits are accepted.
+    let lenient = GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let bytes = [alphabet::STANDARD, alphabet::URL_SAFE]
+        .iter()
+        .find_map(|a| GeneralPurpose::new(a, lenient).decode(raw).ok())
+        .ok_or_else(|| {
+            invalid(
+                "FINGERPRINT_SEALED_RESULT_KEYS",
+                format!("key {} is not base64", index + 1),
+            )
+        })?;
+    let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+        invalid(
+            "FINGERPRINT_SEALED_RESULT_KEYS",
+            format!(
+                "key {} is {} bytes; AES-256 keys are 32",
+                index + 1,
+                b.len()
+            ),
+        )
+    })?;
+    Ok(SealedKey(key))
 }

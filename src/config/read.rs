@@ -1,7 +1,138 @@
-//! How each section (resilience, auth, TLS, Redis) and each composite value (rates,
-//! per-RPC durations, key lists, the `*_FILE` variants) is read from the merged values.
+//! How the merged values become a [`Config`]: every section read, and checked against
+//! the settings it depends on.
 
 use super::*;
+
+impl Config {
+    /// A configuration from one lookup function (flags, env and file already merged).
+    pub fn from_lookup(get: &dyn Fn(&'static str) -> Option<String>) -> Result<Self, ConfigError> {
+        let v = Values { get };
+        let generation = match v.word("FINGERPRINT_API_VERSION")?.as_str() {
+            "v3" => Generation::V3,
+            _ => Generation::V4,
+        };
+        let region_url = match v.word("FINGERPRINT_REGION")?.as_str() {
+            "eu" => "https://eu.api.fpjs.io",
+            "ap" => "https://ap.api.fpjs.io",
+            _ => "https://api.fpjs.io",
+        };
+        let fp_base = match v.url_opt("FINGERPRINT_API_BASE_URL")? {
+            Some(url) => url,
+            None => check_url("FINGERPRINT_REGION", region_url)?,
+        };
+        let fingerprint = v
+            .text_opt("FINGERPRINT_SECRET_API_KEY")?
+            .map(|key| FingerprintConfig {
+                generation,
+                base_url: fp_base,
+                secret_api_key: Secret::new(key),
+            });
+        let stytch = match (
+            v.text_opt("STYTCH_PROJECT_ID")?,
+            v.text_opt("STYTCH_SECRET")?,
+        ) {
+            (Some(project_id), Some(secret)) => Some(StytchConfig {
+                base_url: v.url("STYTCH_API_BASE_URL")?,
+                project_id,
+                secret: Secret::new(secret),
+            }),
+            (Some(_), None) => {
+                return Err(invalid(
+                    "STYTCH_SECRET",
+                    "must be set with STYTCH_PROJECT_ID",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "STYTCH_PROJECT_ID",
+                    "must be set with STYTCH_SECRET",
+                ));
+            }
+            (None, None) => None,
+        };
+        let cache = CacheConfig {
+            max_bytes: v.count("GATEWAY_CACHE_MAX_BYTES")?,
+            get_event: v.duration("GATEWAY_CACHE_TTL_GET_EVENT")?,
+            get_visits: v.duration("GATEWAY_CACHE_TTL_GET_VISITS")?,
+            search_events: v.duration("GATEWAY_CACHE_TTL_SEARCH_EVENTS")?,
+            lookup_telemetry: v.duration("GATEWAY_CACHE_TTL_LOOKUP_TELEMETRY")?,
+            list_rules: v.duration("GATEWAY_CACHE_TTL_LIST_RULES")?,
+            list_verdict_reasons: v.duration("GATEWAY_CACHE_TTL_LIST_VERDICT_REASONS")?,
+            not_found: v.duration("GATEWAY_CACHE_TTL_NOT_FOUND")?,
+            stale_if_error: v.per_rpc("GATEWAY_CACHE_STALE_IF_ERROR")?,
+        };
+        let resilience = resilience(&v)?;
+        let max_body_bytes = usize::try_from(v.count("GATEWAY_MAX_BODY_BYTES")?)
+            .map_err(|_| invalid("GATEWAY_MAX_BODY_BYTES", "is too large"))?;
+        if max_body_bytes < 1024 {
+            return Err(invalid("GATEWAY_MAX_BODY_BYTES", "must be at least 1024"));
+        }
+        let log_format = match v.word("GATEWAY_LOG_FORMAT")?.as_str() {
+            "json" => LogFormat::Json,
+            _ => LogFormat::Text,
+        };
+        let sealed_result_keys = v
+            .list("FINGERPRINT_SEALED_RESULT_KEYS")?
+            .iter()
+            .enumerate()
+            .map(|(i, key)| parse_sealed_key(i, key))
+            .collect::<Result<Vec<_>, _>>()?;
+        let webhook_secrets = v
+            .list("FINGERPRINT_WEBHOOK_SECRETS")?
+            .into_iter()
+            .map(Secret::new)
+            .collect();
+        let sampler_word = v.word("OTEL_TRACES_SAMPLER")?;
+        let ratio = v.ratio("OTEL_TRACES_SAMPLER_ARG")?;
+        let (parent_based, root) = match sampler_word.strip_prefix("parentbased_") {
+            Some(root) => (true, root),
+            None => (false, sampler_word.as_str()),
+        };
+        let root = match root {
+            "always_off" => RootSampling::Never,
+            "traceidratio" => RootSampling::Ratio(ratio),
+            _ => RootSampling::Always,
+        };
+        let config = Self {
+            listen: v.address("GATEWAY_LISTEN")?,
+            sandbox: v.bool("GATEWAY_SANDBOX")?,
+            sandbox_listen: v.address("GATEWAY_SANDBOX_LISTEN")?,
+            sandbox_faults: v.text_opt("GATEWAY_SANDBOX_FAULTS")?,
+            metrics_listen: v.address_opt("GATEWAY_METRICS_LISTEN")?,
+            fingerprint,
+            stytch,
+            fingerprint_generation: generation,
+            resilience,
+            max_body_bytes,
+            cache,
+            shutdown_grace: v.duration("GATEWAY_SHUTDOWN_GRACE")?,
+            telemetry: TelemetryConfig {
+                otlp_endpoint: v.text_opt("OTEL_EXPORTER_OTLP_ENDPOINT")?,
+                service_name: v.text("OTEL_SERVICE_NAME")?,
+                log_format,
+                sampler: TraceSampler { parent_based, root },
+            },
+            sealed_result_keys,
+            webhook_secrets,
+            redis: redis_config(&v)?,
+            secret_files: FILE_VARIANTS
+                .iter()
+                .filter(|(secret, _)| *secret != "GATEWAY_REDIS_ENCRYPTION_KEY")
+                .filter_map(|(secret, file)| get(file).map(|p| (*secret, p.into())))
+                .collect(),
+            auth: auth_config(&v)?,
+            tls: tls_config(&v)?,
+            reflection: v.bool("GATEWAY_REFLECTION")?,
+            audit_log: v.text("GATEWAY_AUDIT_LOG")?,
+            max_connection_age: v.positive("GATEWAY_MAX_CONNECTION_AGE")?,
+            max_connection_age_grace: v.positive("GATEWAY_MAX_CONNECTION_AGE_GRACE")?,
+        };
+        if !config.sandbox && config.fingerprint.is_none() && config.stytch.is_none() {
+            return Err(ConfigError::NothingToServe);
+        }
+        Ok(config)
+    }
+}
 
 /// The resilience settings, checked against each other.
 pub(super) fn resilience(v: &Values<'_>) -> Result<ResilienceConfig, ConfigError> {
@@ -65,80 +196,6 @@ pub(super) fn resilience(v: &Values<'_>) -> Result<ResilienceConfig, ConfigError
     })
 }
 
-/// One rate rule: `N/unit` or `N/unit:burst`.
-/// A comma-separated list of rate rules (`50/s:10,1000/h`).
-pub fn parse_rates(text: &str) -> Result<Vec<Rate>, String> {
-    let rates: Vec<Rate> = text
-        .split(',')
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .map(|r| parse_rate(r).map_err(|e| format!("{r:?}: {e}")))
-        .collect::<Result<_, _>>()?;
-    if rates.is_empty() {
-        return Err("no rate given".to_owned());
-    }
-    Ok(rates)
-}
-
-pub(super) fn parse_rate(text: &str) -> Result<Rate, String> {
-    let (rule, burst) = match text.split_once(':') {
-        Some((rule, burst)) => (rule, Some(burst)),
-        None => (text, None),
-    };
-    let (count, unit) = rule
-        .split_once('/')
-        .ok_or("expected N/unit, e.g. 50/s or 30/h:5")?;
-    let count: u32 = count
-        .trim()
-        .parse()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or("the count must be a whole number above 0")?;
-    let per = match unit.trim() {
-        "s" => Duration::from_secs(1),
-        "m" => Duration::from_secs(60),
-        "h" => Duration::from_secs(3600),
-        "d" => Duration::from_secs(86_400),
-        _ => return Err("the unit must be s, m, h or d".to_owned()),
-    };
-    let burst = match burst {
-        None => 1,
-        Some(b) => b
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|b| (1..=count).contains(b))
-            .ok_or("the burst must be a whole number from 1 to the count")?,
-    };
-    Ok(Rate { count, per, burst })
-}
-
-/// A duration, then `Rpc=duration` overrides.
-pub(super) fn parse_per_rpc(text: &str) -> Result<PerRpc, String> {
-    let duration = |t: &str| -> Result<Duration, String> {
-        let t = t.trim();
-        match t.parse::<u64>() {
-            Ok(secs) => Ok(Duration::from_secs(secs)),
-            Err(_) => humantime::parse_duration(t)
-                .map_err(|e| format!("expected a duration such as 1h, got {t:?}: {e}")),
-        }
-    };
-    let mut parts = text.split(',').map(str::trim);
-    let default = duration(parts.next().unwrap_or_default())?;
-    let mut overrides = Vec::new();
-    for part in parts.filter(|p| !p.is_empty()) {
-        let (name, value) = part
-            .split_once('=')
-            .ok_or_else(|| format!("expected Rpc=duration, got {part:?}"))?;
-        let rpc = Rpc::ALL
-            .into_iter()
-            .find(|r| r.name() == name.trim())
-            .ok_or_else(|| format!("{:?} is not an RPC", name.trim()))?;
-        overrides.push((rpc, duration(value)?));
-    }
-    Ok(PerRpc { default, overrides })
-}
-
 pub(super) fn auth_config(v: &Values<'_>) -> Result<AuthConfig, ConfigError> {
     let mesh = match v.word("GATEWAY_MESH_IDENTITY")?.as_str() {
         "envoy" => Mesh::Envoy,
@@ -193,56 +250,6 @@ pub(super) fn tls_config(v: &Values<'_>) -> Result<Option<TlsConfig>, ConfigErro
             "GATEWAY_TLS_CERT_FILE",
             "is required with GATEWAY_TLS_KEY_FILE",
         )),
-    }
-}
-
-/// The secret settings that may come from a file, and the setting naming the file.
-pub const FILE_VARIANTS: [(&str, &str); 5] = [
-    (
-        "FINGERPRINT_SECRET_API_KEY",
-        "FINGERPRINT_SECRET_API_KEY_FILE",
-    ),
-    ("STYTCH_SECRET", "STYTCH_SECRET_FILE"),
-    (
-        "FINGERPRINT_SEALED_RESULT_KEYS",
-        "FINGERPRINT_SEALED_RESULT_KEYS_FILE",
-    ),
-    (
-        "FINGERPRINT_WEBHOOK_SECRETS",
-        "FINGERPRINT_WEBHOOK_SECRETS_FILE",
-    ),
-    (
-        "GATEWAY_REDIS_ENCRYPTION_KEY",
-        "GATEWAY_REDIS_ENCRYPTION_KEY_FILE",
-    ),
-];
-
-pub(super) fn file_variant(name: &str) -> Option<&'static str> {
-    FILE_VARIANTS
-        .iter()
-        .find(|(secret, _)| *secret == name)
-        .map(|(_, file)| *file)
-}
-
-/// Sealed-result keys from a setting's text (for rotation).
-pub fn sealed_keys_from(text: &str) -> Result<Vec<SealedKey>, String> {
-    let row = setting_named("FINGERPRINT_SEALED_RESULT_KEYS").ok_or("no such setting")?;
-    match row.parse(text).map_err(|e| e.to_string())? {
-        Value::List(keys) => keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| parse_sealed_key(i, k).map_err(|e| e.to_string()))
-            .collect(),
-        _ => Err("not a list".to_owned()),
-    }
-}
-
-/// Webhook secrets from a setting's text (for rotation).
-pub fn webhook_secrets_from(text: &str) -> Result<Vec<Secret>, String> {
-    let row = setting_named("FINGERPRINT_WEBHOOK_SECRETS").ok_or("no such setting")?;
-    match row.parse(text).map_err(|e| e.to_string())? {
-        Value::List(secrets) => Ok(secrets.into_iter().map(Secret::new).collect()),
-        _ => Err("not a list".to_owned()),
     }
 }
 
