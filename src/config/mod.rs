@@ -3,8 +3,8 @@
 //! Every setting is one row of [`SETTINGS`]: its name (the environment variable; the
 //! TOML key is the same in lower case), its default, how its text is read ([`Kind`]),
 //! its flag if it has one, and what it means. Parsing, the `--help` text and the
-//! README's configuration table are all derived from that table (a test compares the
-//! README with it), so every default is written once. Secrets have no flag, so they never
+//! configuration table in `docs/configuration.md` are all derived from that table (a
+//! test compares the file with it), so every default is written once. Secrets have no flag, so they never
 //! show in a process listing.
 
 use std::{collections::HashMap, fmt, net::SocketAddr, path::PathBuf, time::Duration};

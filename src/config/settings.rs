@@ -1,5 +1,5 @@
 //! The settings table: one row per setting, from which parsing, `--help` and the
-//! README's configuration table are derived (see [`super`]).
+//! configuration table in docs/configuration.md are derived (see [`super`]).
 
 /// How a setting's text is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +69,7 @@ const fn flag(mut s: Setting, flag: &'static str) -> Setting {
 
 const TTL: Kind = Kind::Duration;
 
-/// Every setting, in the order the README lists them.
+/// Every setting, in the order docs/configuration.md lists them.
 pub const SETTINGS: &[Setting] = &[
     flag(
         setting(
@@ -105,7 +105,7 @@ pub const SETTINGS: &[Setting] = &[
         "GATEWAY_SANDBOX_FAULTS",
         None,
         Kind::Text,
-        "fault rules the embedded sandbox starts with: a JSON list, or `@FILE` naming a file holding one (see \"Rehearsing a vendor's bad day\")",
+        "fault rules the embedded sandbox starts with: a JSON list, or `@FILE` naming a file holding one (see docs/sandbox.md)",
     ),
     setting(
         "FINGERPRINT_SECRET_API_KEY",
@@ -339,7 +339,7 @@ pub const SETTINGS: &[Setting] = &[
         "GATEWAY_POLICY_FILE",
         None,
         Kind::Text,
-        "the callers (name, bearer-token SHA-256, mTLS/mesh identities), what each may call, and their own limits (TOML; see \"Who may call what\"); re-read on change and SIGHUP",
+        "the callers (name, bearer-token SHA-256, mTLS/mesh identities), what each may call, and their own limits (TOML; see docs/security.md); re-read on change and SIGHUP",
     ),
     setting(
         "GATEWAY_MESH_IDENTITY",
@@ -547,7 +547,7 @@ pub fn setting_named(name: &str) -> Option<&'static Setting> {
     SETTINGS.iter().find(|s| s.name == name)
 }
 
-/// The settings as the README's configuration table (a test compares the two).
+/// The settings as docs/configuration.md's table (a test compares the two).
 pub fn settings_table() -> String {
     let mut out =
         String::from("| environment | TOML key | default | meaning |\n|---|---|---|---|\n");

@@ -14,12 +14,12 @@ fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
 }
 
 #[test]
-fn readme_table_is_the_settings_table() {
-    let readme = include_str!("../../README.md");
+fn the_configuration_doc_holds_the_settings_table() {
+    let doc = include_str!("../../docs/configuration.md");
     let table = settings_table();
     assert!(
-        readme.contains(&table),
-        "README's configuration table differs from SETTINGS; it should read:\n{table}"
+        doc.contains(&table),
+        "docs/configuration.md's table differs from SETTINGS; it should read:\n{table}"
     );
 }
 

@@ -87,22 +87,16 @@ impl Drop for Running {
     }
 }
 
-/// Whether an external tool is usable, by running `probe`. When it is not: fails the
-/// test if `require_var=1` (CI sets it), otherwise prints a `SKIPPED:` note.
-pub fn tool_ready(what: &str, probe: &mut Command, require_var: &str, install: &str) -> bool {
+/// Fails the test unless an external tool is usable, by running `probe`. The tests
+/// that call this are `#[ignore]`d, naming what they need; `.ci/install` installs it
+/// all, and `cargo test -- --include-ignored` (what CI runs) runs them.
+pub fn require_tool(what: &str, probe: &mut Command, install: &str) {
     let ready = probe
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if ready {
-        return true;
-    }
-    if std::env::var(require_var).is_ok_and(|v| v == "1") {
-        panic!("{require_var}=1 but {what} is missing: {install}");
-    }
-    eprintln!("SKIPPED: {what} not found ({install}); set {require_var}=1 to make this a failure");
-    false
+    assert!(ready, "{what} is missing: {install}");
 }
 
 /// Runs `cmd` in `dir` and fails with its output unless it succeeds.
