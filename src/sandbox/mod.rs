@@ -9,7 +9,7 @@
 //!
 //! | prefix | answer |
 //! |---|---|
-//! | `notfound` | 404 with the upstream's not-found error |
+//! | `notfound` | 404 with the upstream's not-found error (v3 visits: 200, no visits) |
 //! | `ratelimit` | 429 with `Retry-After: 7` |
 //! | `error500` | 500 with the upstream's JSON error |
 //! | `html` | 502 with an HTML page, as a failing proxy sends |

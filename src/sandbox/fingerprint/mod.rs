@@ -152,7 +152,12 @@ async fn injected(
     what: &str,
 ) -> Option<Response> {
     let fault = fault_of(id).await?;
-    Some(match fault {
+    Some(fault_answer(fault, generation, op, missing, what))
+}
+
+/// The answer a fault id asks for.
+fn fault_answer(fault: Fault, generation: Gen, op: Op, missing: Code, what: &str) -> Response {
+    match fault {
         Fault::NotFound => error(
             generation,
             op,
@@ -182,7 +187,7 @@ async fn injected(
             "sandbox internal error",
         ),
         Fault::HtmlPage => super::html_502(),
-    })
+    }
 }
 
 /// `GET /v4/events/{event_id}` and `GET /events/{request_id}`.
@@ -331,29 +336,27 @@ pub async fn visits(
     if let Err(r) = auth(&state, &headers, generation, Op::Visits) {
         return r;
     }
-    if let Some(r) = injected(
-        &visitor_id,
-        generation,
-        Op::Visits,
-        VISITOR_NOT_FOUND,
-        "visitor",
-    )
-    .await
-    {
-        return r;
+    // The v3 document lists no 404 for this path: a visitor with no visits (one never
+    // seen, or one deleted) is a 200 with an empty list.
+    let unknown = || {
+        answer(
+            StatusCode::OK,
+            json!({"visitorId": visitor_id, "visits": []}),
+        )
+    };
+    match fault_of(&visitor_id).await {
+        Some(Fault::NotFound) => return unknown(),
+        Some(fault) => {
+            return fault_answer(fault, generation, Op::Visits, VISITOR_NOT_FOUND, "visitor");
+        }
+        None => {}
     }
     let mut search = match parse_search(&params, generation, Op::Visits, (100, 500)) {
         Ok(s) => s,
         Err(r) => return r,
     };
     if state.world.lock().is_ok_and(|w| w.is_deleted(&visitor_id)) {
-        return error(
-            generation,
-            Op::Visits,
-            StatusCode::NOT_FOUND,
-            VISITOR_NOT_FOUND,
-            "visitor not found",
-        );
+        return unknown();
     }
     search.visitor_id = Some(visitor_id.clone());
     let (events, next) = find(&state, &search, &visitor_id);

@@ -16,7 +16,8 @@ pub(super) struct Search {
 }
 
 /// Reads the search parameters the way the real APIs do: case-sensitive words,
-/// `true`/`false`, numbers, times (v4: RFC 3339 or Unix ms; v3: Unix ms), addresses.
+/// booleans (see [`boolean`]), numbers, times (v4: RFC 3339 or Unix ms; v3: Unix ms),
+/// addresses.
 pub(super) fn parse_search(
     params: &[(String, String)],
     generation: Gen,
@@ -69,9 +70,7 @@ pub(super) fn parse_search(
             | "active_call"
             | "anti_detect_browser"
             | "ip_blocklist"
-            | "datacenter" => {
-                matches!(value.as_str(), "true" | "false")
-            }
+            | "datacenter" => boolean(value).is_some(),
             "ip_address" => Cidr::parse(value).is_ok(),
             "min_suspect_score" => value.parse::<f64>().is_ok(),
             "total_hits" => value.parse::<u64>().is_ok_and(|n| (1..=1000).contains(&n)),
@@ -88,7 +87,7 @@ pub(super) fn parse_search(
             }
         }
     }
-    let flag = |k: &str| get(k).map(|v| v == "true");
+    let flag = |k: &str| get(k).as_deref().and_then(boolean);
     Ok(Search {
         limit,
         offset,
@@ -98,6 +97,16 @@ pub(super) fn parse_search(
         reverse: flag("reverse").unwrap_or(false),
         edge: get("source").as_deref() == Some("edge"),
     })
+}
+
+/// A query-string boolean in the spellings the official SDKs send: `true`/`false`, and
+/// Python's `True`/`False` (the v3 Python SDK writes `str(value)`).
+pub(super) fn boolean(value: &str) -> Option<bool> {
+    match value {
+        "true" | "True" => Some(true),
+        "false" | "False" => Some(false),
+        _ => None,
+    }
 }
 
 pub(super) fn is_time(generation: Gen, value: &str) -> bool {
