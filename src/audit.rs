@@ -8,7 +8,8 @@
 //! {"audit":"fingerprint-gateway","time":"2026-11-26T17:03:23.123Z","caller":"privacy-desk",
 //!  "identity_source":"token","rpc":"fingerprint.gateway.v1.FingerprintService/DeleteVisitorData",
 //!  "targets":{"visitor_id":"Xa9…"},"decision":"allowed","code":"Ok",
-//!  "upstream_request_id":null,"trace_id":"4bf92f35…"}
+//!  "upstream_request_id":null,"trace_id":"4bf92f35…",
+//!  "span_id":"00f067aa…"}
 //! ```
 //!
 //! Records hold ids and names, never credentials (a bearer token is never kept, only
@@ -48,6 +49,8 @@ pub struct Record<'a> {
     pub upstream_request_id: Option<&'a str>,
     /// The call's trace id, when it has one.
     pub trace_id: Option<String>,
+    /// The call's span id, when it has a span.
+    pub span_id: Option<String>,
 }
 
 /// The trail one server writes to.
@@ -92,6 +95,7 @@ impl Audit {
             "code": format!("{:?}", record.code),
             "upstream_request_id": record.upstream_request_id,
             "trace_id": record.trace_id,
+            "span_id": record.span_id,
         });
         let mut text = line.to_string();
         text.push('\n');

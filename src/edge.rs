@@ -19,9 +19,10 @@ use std::{
 
 use http::{Request, Response};
 use tonic::body::Body;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::cache::layer::{self, BoxFuture, CachedBody, Serving};
-use crate::metrics::Method;
+use crate::metrics::{Method, TraceExemplar};
 use crate::resilience;
 
 /// Where a handler's error status travels (a trailers-only answer's headers).
@@ -214,7 +215,16 @@ where
                 .map_or(tonic::Code::Ok, tonic::Code::from_i32),
             Err(never) => match *never {},
         };
-        this.serving.metrics.rpc(*this.method, code, *this.started);
+        // A sampled call's trace becomes its latency bucket's exemplar.
+        let trace = if this.span.is_none() {
+            None
+        } else {
+            crate::telemetry::sampled_ids(&this.span.context())
+                .map(|(trace_id, span_id)| TraceExemplar::new(trace_id, span_id))
+        };
+        this.serving
+            .metrics
+            .rpc(*this.method, code, *this.started, trace);
         if let Some(caller) = this.caller.as_deref() {
             this.serving.metrics.caller_rpc(caller, *this.method, code);
         }
@@ -247,7 +257,7 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let trace_id = trace_id(request.headers());
+    let (trace_id, span_id) = trace_ids(request.headers());
     Box::pin(async move {
         let (parts, body) = request.into_parts();
         let Some(bytes) = layer::read_body(body).await else {
@@ -273,6 +283,7 @@ where
                 code,
                 upstream_request_id: request_id,
                 trace_id: trace_id.clone(),
+                span_id: span_id.clone(),
             });
         };
         let slot = match verdict {
@@ -312,22 +323,26 @@ fn code_of<B>(response: &Response<B>) -> tonic::Code {
         .map_or(tonic::Code::Ok, tonic::Code::from_i32)
 }
 
-/// The call's trace id: its span's, else the caller's `traceparent`'s.
-fn trace_id(headers: &http::HeaderMap) -> Option<String> {
+/// The call's trace and span ids: its span's, else the caller's `traceparent`'s trace id
+/// (a call with no span of its own has no span id).
+fn trace_ids(headers: &http::HeaderMap) -> (Option<String>, Option<String>) {
     use opentelemetry::trace::TraceContextExt;
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
     let context = tracing::Span::current().context();
     let span = context.span();
-    let id = span.span_context().trace_id();
-    if id != opentelemetry::trace::TraceId::INVALID {
-        return Some(id.to_string());
+    let span_context = span.span_context();
+    if span_context.is_valid() {
+        return (
+            Some(span_context.trace_id().to_string()),
+            Some(span_context.span_id().to_string()),
+        );
     }
-    headers
+    let trace_id = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split('-').nth(1))
         .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(str::to_owned)
+        .map(str::to_owned);
+    (trace_id, None)
 }
 
 /// An RPC the cache does not take part in: bounded by the in-flight cap (its place held

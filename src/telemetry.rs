@@ -1,10 +1,16 @@
 //! Logs and traces: `tracing` with an OpenTelemetry layer, OTLP export when configured.
 //!
+//! The two are filtered apart: `RUST_LOG` decides which log lines are written, and
+//! only that; the sampler (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`) decides
+//! which calls are traced, and only that. A log line written inside a traced call
+//! carries the call's `trace_id` and `span_id` (JSON fields, or a suffix in text), so
+//! logs and traces join.
+//!
 //! Whether an RPC gets spans is decided up front, from the caller's `traceparent` and
 //! the sampler, before any span attribute is built: an RPC that will not be traced
 //! costs no span at all (a cache hit then touches tracing not once).
 
-use std::sync::OnceLock;
+use std::{fmt, sync::OnceLock};
 
 use opentelemetry::{
     Context,
@@ -16,8 +22,19 @@ use opentelemetry_sdk::{
     propagation::TraceContextPropagator,
     trace::{IdGenerator, RandomIdGenerator, Sampler, SdkTracerProvider},
 };
+use tracing::{Event, Level, Subscriber};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{
+    EnvFilter, Layer as _,
+    filter::Targets,
+    fmt::{
+        FmtContext, FormatEvent, FormatFields,
+        format::{Format, Writer},
+    },
+    layer::SubscriberExt,
+    registry::LookupSpan,
+    util::SubscriberInitExt,
+};
 
 use crate::config::{LogFormat, RootSampling, TelemetryConfig, TraceSampler};
 
@@ -86,17 +103,108 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
     }
     let provider = builder.build();
     let tracer = provider.tracer("fingerprint-gateway");
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    // Spans: the gateway's own, whatever the log level. Each option below would cost
+    // time on every span for an attribute nobody queries (code location, thread, and
+    // two `Instant`s per poll for busy/idle time).
+    let spans = Targets::new().with_target(env!("CARGO_CRATE_NAME"), Level::INFO);
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_filter(spans);
+    // Logs: `RUST_LOG`, and nothing else.
+    let logs = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(otel);
     let installed = match config.log_format {
-        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .event_format(TraceIds {
+                        inner: Format::default(),
+                        json: false,
+                    })
+                    .with_filter(logs),
+            )
+            .try_init(),
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .event_format(TraceIds {
+                        inner: Format::default().json().flatten_event(true),
+                        json: true,
+                    })
+                    .with_filter(logs),
+            )
             .try_init(),
     };
     installed.map_err(|e| TelemetryError(e.to_string()))?;
     Ok(TelemetryGuard { provider })
+}
+
+/// A log line's format, plus the trace and span ids of the traced call it is written in.
+struct TraceIds<F> {
+    inner: F,
+    /// The inner format writes one JSON object (flattened): the ids become members.
+    json: bool,
+}
+
+impl<S, N, F> FormatEvent<S, N> for TraceIds<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        // Read before the inner format borrows the span's extensions.
+        let Some((trace_id, span_id)) = current_ids() else {
+            return self.inner.format_event(ctx, writer, event);
+        };
+        let mut line = String::with_capacity(256);
+        self.inner
+            .format_event(ctx, Writer::new(&mut line), event)?;
+        let line = line.trim_end_matches('\n');
+        match line.strip_suffix('}').filter(|_| self.json) {
+            Some(object) => writeln!(
+                writer,
+                "{object},\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\"}}"
+            ),
+            None => writeln!(writer, "{line} trace_id={trace_id} span_id={span_id}"),
+        }
+    }
+}
+
+/// The trace and span ids of the current span, when it belongs to a trace.
+fn current_ids() -> Option<(opentelemetry::trace::TraceId, opentelemetry::trace::SpanId)> {
+    let span = tracing::Span::current();
+    if span.is_none() {
+        return None;
+    }
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    span_context
+        .is_valid()
+        .then(|| (span_context.trace_id(), span_context.span_id()))
+}
+
+/// The trace and span ids (W3C bytes) of a span context that is sampled: what a latency
+/// exemplar points at. `None` for a context that will not reach a trace backend.
+pub fn sampled_ids(context: &Context) -> Option<([u8; 16], [u8; 8])> {
+    let span = context.span();
+    let span_context = span.span_context();
+    (span_context.is_valid() && span_context.is_sampled()).then(|| {
+        (
+            span_context.trace_id().to_bytes(),
+            span_context.span_id().to_bytes(),
+        )
+    })
 }
 
 /// Whether a call with this remote parent (from `traceparent`) gets spans.

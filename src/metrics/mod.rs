@@ -13,11 +13,17 @@ use std::{
     time::Instant,
 };
 
-use axum::{Router, http::header, response::IntoResponse, routing::get};
+use axum::{
+    Router,
+    http::{HeaderMap, header},
+    response::IntoResponse,
+    routing::get,
+};
 use prometheus_client::{
     encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder, text::encode},
     metrics::{
         counter::Counter,
+        exemplar::HistogramWithExemplars,
         family::Family,
         gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
@@ -36,15 +42,31 @@ use labels::*;
 
 type Seconds<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// A latency histogram whose buckets keep the trace of a sampled call that fell in them.
+type Traced = HistogramWithExemplars<TraceExemplar>;
+type TracedSeconds<L> = Family<L, Traced, fn() -> Traced>;
+
+/// The trace of one sampled call, kept as the OpenMetrics exemplar of the latency bucket
+/// it fell in, so that a slow bucket on a dashboard leads to a slow call's trace.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TraceExemplar {
+    trace_id: Hex<16>,
+    span_id: Hex<8>,
+}
+
+/// Bytes written as lower-case hex, as W3C trace context writes ids.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct Hex<const N: usize>([u8; N]);
+
 /// One server's metrics.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     rpcs: Family<RpcLabels, Counter>,
-    rpc_seconds: Seconds<RpcName>,
+    rpc_seconds: TracedSeconds<RpcName>,
     cache: Family<CacheLabels, Counter>,
     upstream: Family<UpstreamLabels, Counter>,
-    upstream_seconds: Seconds<UpstreamName>,
+    upstream_seconds: TracedSeconds<UpstreamName>,
     retries: Family<UpstreamName, Counter>,
     not_sent: Family<NotSentLabels, Counter>,
     circuit_state: Family<UpstreamName, Gauge>,
@@ -63,7 +85,7 @@ pub struct Metrics {
     // The label sets are closed: each series' handle is looked up in its family once,
     // then kept in a slot, so recording is an index and an atomic add.
     rpc_slots: Box<[OnceLock<Counter>]>,
-    rpc_seconds_slots: Box<[OnceLock<Histogram>]>,
+    rpc_seconds_slots: Box<[OnceLock<Traced>]>,
     cache_slots: Box<[OnceLock<Counter>]>,
 }
 
@@ -77,8 +99,16 @@ fn slots<T>(n: usize) -> Box<[OnceLock<T>]> {
 }
 
 fn latency() -> Histogram {
+    Histogram::new(latency_buckets())
+}
+
+fn traced_latency() -> Traced {
+    Traced::new(latency_buckets())
+}
+
+fn latency_buckets() -> impl Iterator<Item = f64> {
     // 0.5 ms to ~16 s.
-    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+    exponential_buckets(0.0005, 2.0, 16)
 }
 
 // === impl Metrics ===
@@ -88,10 +118,11 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("fpgw");
         let rpcs = Family::<RpcLabels, Counter>::default();
-        let rpc_seconds: Seconds<RpcName> = Family::new_with_constructor(latency);
+        let rpc_seconds: TracedSeconds<RpcName> = Family::new_with_constructor(traced_latency);
         let cache = Family::<CacheLabels, Counter>::default();
         let upstream = Family::<UpstreamLabels, Counter>::default();
-        let upstream_seconds: Seconds<UpstreamName> = Family::new_with_constructor(latency);
+        let upstream_seconds: TracedSeconds<UpstreamName> =
+            Family::new_with_constructor(traced_latency);
         registry.register(
             "rpc",
             "gRPC calls answered, by RPC and status code",
@@ -310,13 +341,19 @@ impl Metrics {
         self.invalidation_delay.observe(seconds);
     }
 
-    /// Counts one answered RPC.
-    pub fn rpc(&self, method: Method, code: tonic::Code, started: Instant) {
+    /// Counts one answered RPC; a sampled call's trace becomes its bucket's exemplar.
+    pub fn rpc(
+        &self,
+        method: Method,
+        code: tonic::Code,
+        started: Instant,
+        trace: Option<TraceExemplar>,
+    ) {
         if let Some(counter) = self.rpc_counter(method, code) {
             counter.inc();
         }
         if let Some(histogram) = self.rpc_histogram(method) {
-            histogram.observe(started.elapsed().as_secs_f64());
+            histogram.observe(started.elapsed().as_secs_f64(), trace, None);
         }
     }
 
@@ -335,7 +372,7 @@ impl Metrics {
     }
 
     /// The latency histogram of `method`, created on first use.
-    fn rpc_histogram(&self, method: Method) -> Option<&Histogram> {
+    fn rpc_histogram(&self, method: Method) -> Option<&Traced> {
         let slot = self.rpc_seconds_slots.get(method.index())?;
         Some(slot.get_or_init(|| {
             self.rpc_seconds
@@ -362,8 +399,15 @@ impl Metrics {
         }
     }
 
-    /// Counts one upstream call (`status` = None when no answer arrived).
-    pub fn upstream(&self, upstream: Upstream, status: Option<u16>, started: Instant) {
+    /// Counts one upstream call (`status` = None when no answer arrived); a sampled
+    /// call's trace becomes its bucket's exemplar.
+    pub fn upstream(
+        &self,
+        upstream: Upstream,
+        status: Option<u16>,
+        started: Instant,
+        trace: Option<TraceExemplar>,
+    ) {
         self.upstream
             .get_or_create(&UpstreamLabels {
                 upstream: UpstreamLabel(upstream),
@@ -374,7 +418,7 @@ impl Metrics {
             .get_or_create(&UpstreamName {
                 upstream: UpstreamLabel(upstream),
             })
-            .observe(started.elapsed().as_secs_f64());
+            .observe(started.elapsed().as_secs_f64(), trace, None);
     }
 
     /// Counts one retry sent to `upstream`.
@@ -427,13 +471,85 @@ impl Metrics {
         &self.in_flight
     }
 
-    /// The OpenMetrics text exposition.
+    /// The OpenMetrics text exposition, exemplars included.
     pub fn render(&self) -> String {
         let mut out = String::new();
         if let Err(e) = encode(&mut out, &self.registry) {
             tracing::warn!(error = %e, "metrics: encoding failed");
         }
         out
+    }
+
+    /// The exposition as the scraper asked for it (`Accept`): OpenMetrics, with
+    /// exemplars, when it names `application/openmetrics-text`; else the Prometheus
+    /// text format (0.0.4), which has no exemplars.
+    pub fn exposition(&self, accept: Option<&str>) -> (&'static str, String) {
+        let text = self.render();
+        if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
+            return (
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                text,
+            );
+        }
+        (
+            "text/plain; version=0.0.4; charset=utf-8",
+            without_exemplars(&text),
+        )
+    }
+}
+
+/// OpenMetrics text as Prometheus text: no exemplars (` # {…} value` after a sample,
+/// outside quotes), no `# EOF`, no `# UNIT`.
+fn without_exemplars(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if line.starts_with('#') {
+            out.push_str(line);
+        } else {
+            let mut quoted = false;
+            let mut escaped = false;
+            let mut end = line.len();
+            for (i, c) in line.char_indices() {
+                match c {
+                    _ if escaped => escaped = false,
+                    '\\' if quoted => escaped = true,
+                    '"' => quoted = !quoted,
+                    '#' if !quoted && line[..i].ends_with(' ') => {
+                        end = i - 1;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            out.push_str(&line[..end]);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+// === impl TraceExemplar ===
+
+impl TraceExemplar {
+    /// The exemplar of a call in trace `trace_id`, span `span_id` (W3C trace context's
+    /// 16 and 8 bytes).
+    pub fn new(trace_id: [u8; 16], span_id: [u8; 8]) -> Self {
+        Self {
+            trace_id: Hex(trace_id),
+            span_id: Hex(span_id),
+        }
+    }
+}
+
+impl<const N: usize> EncodeLabelValue for Hex<N> {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        for byte in self.0 {
+            write!(encoder, "{byte:02x}")?;
+        }
+        Ok(())
     }
 }
 
@@ -451,15 +567,10 @@ pub async fn serve(
 ) {
     let app = Router::new().route(
         "/metrics",
-        get(move || async move {
-            (
-                [(
-                    header::CONTENT_TYPE,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                )],
-                metrics.render(),
-            )
-                .into_response()
+        get(move |headers: HeaderMap| async move {
+            let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+            let (content_type, text) = metrics.exposition(accept);
+            ([(header::CONTENT_TYPE, content_type)], text).into_response()
         }),
     );
     if let Err(e) = axum::serve(listener, app)
@@ -479,7 +590,7 @@ mod tests {
         let metrics = Metrics::new();
         for i in 0..500 {
             let method = Method::from_path(&format!("/made.Up/Method{i}"));
-            metrics.rpc(method, tonic::Code::Unimplemented, Instant::now());
+            metrics.rpc(method, tonic::Code::Unimplemented, Instant::now(), None);
         }
         let text = metrics.render();
         assert_eq!(text.matches("fpgw_rpc_total{").count(), 1, "{text}");

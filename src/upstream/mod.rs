@@ -23,7 +23,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::config::ResilienceConfig;
 use crate::convert::typed::{Answer, Shape, Untyped};
 use crate::error::{ApiError, Error, Resource, Upstream};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TraceExemplar};
 use crate::resilience::{CallKind, Guards, Next};
 
 /// What an upstream answered successfully: its JSON object.
@@ -216,6 +216,7 @@ impl Http {
         let span = tracing::Span::current();
         // W3C traceparent out: the upstream call joins the caller's trace.
         let context = span.context();
+        let trace = crate::telemetry::sampled_ids(&context).map(|(t, s)| TraceExemplar::new(t, s));
         TraceContextPropagator::new().inject_context(
             &context,
             &mut opentelemetry_http::HeaderInjector(request.headers_mut()),
@@ -223,7 +224,8 @@ impl Http {
         *request.timeout_mut() = Some(timeout);
         let started = std::time::Instant::now();
         let response = self.client.execute(request).await.map_err(|source| {
-            self.metrics.upstream(upstream, None, started);
+            self.metrics
+                .upstream(upstream, None, started, trace.clone());
             span.record("otel.status_code", "ERROR");
             if source.is_timeout() {
                 Error::Timeout { upstream, timeout }
@@ -253,7 +255,7 @@ impl Http {
             .unwrap_or_else(|| "none".to_owned());
         if status.is_redirection() {
             self.metrics
-                .upstream(upstream, Some(status.as_u16()), started);
+                .upstream(upstream, Some(status.as_u16()), started, trace.clone());
             span.record("otel.status_code", "ERROR");
             let location = response
                 .headers()
@@ -271,7 +273,7 @@ impl Http {
         }
         let body = self.read_body(upstream, response, timeout).await;
         self.metrics
-            .upstream(upstream, Some(status.as_u16()), started);
+            .upstream(upstream, Some(status.as_u16()), started, trace);
         let body = body.inspect_err(|_| {
             span.record("otel.status_code", "ERROR");
         })?;
