@@ -6,7 +6,9 @@
 #   bench/profile.sh [REQUESTS]      (default 20000 per case)
 #
 # Cases: the bare tonic server's GetEvent and Health/Check, the gateway's cache hit,
-# Health/Check and no-cache miss (against bench's fixed upstream, no delay). Needs
+# Health/Check and no-cache miss (against bench's fixed upstream, no delay), and the
+# cache hit and miss again with every call traced and exported to a real OTLP receiver
+# (bench/src/bin/otlp_sink.rs; the export thread's work is counted too). Needs
 # valgrind and h2load (Debian valgrind, nghttp2-client). The dumps are kept in
 # target/profile/callgrind/.
 set -euo pipefail
@@ -36,9 +38,10 @@ open(f"{d}/health", "wb").write(frame(b""))
 m = "1770000000000.abcdef".encode()
 open(f"{d}/get_event", "wb").write(frame(bytes([10, len(m)]) + m))
 PY
-UP=$(port)
+UP=$(port) SINK=$(port) COUNT=$(port)
 "$bin/fixed_upstream" "127.0.0.1:$UP" 0 2>/dev/null & pids+=($!)
-disown
+"$bin/otlp_sink" "127.0.0.1:$SINK" "127.0.0.1:$COUNT" 2>/dev/null & pids+=($!)
+disown -a
 
 # profile NAME PATH FILE HEADER -- COMMAND... (the command listens on $P)
 profile() {
@@ -57,6 +60,8 @@ profile() {
     callgrind_control -z "$vpid" >/dev/null 2>&1
     "${h2[@]}" -n "$N" "http://127.0.0.1:$P$path" | grep -q "$N succeeded" ||
         { echo "profile: $name: not every request succeeded" >&2; exit 1; }
+    # A traced case waits for the batch exporter's last scheduled flush (5 s).
+    sleep "${SETTLE:-0}"
     callgrind_control -d "$vpid" >/dev/null 2>&1
     sleep 1
     kill -9 "$vpid" 2>/dev/null || true
@@ -81,3 +86,13 @@ for case in "gateway: GetEvent, cache hit|$EVENT|get_event|" "gateway: Health/Ch
         FINGERPRINT_SECRET_API_KEY=bench-key GATEWAY_CACHE_TTL_GET_EVENT=1h)
     profile "$name" "$path" "$file" "$header" -- "$bin/fingerprint-gateway"
 done
+for case in "traced: GetEvent, cache hit|$EVENT|get_event|" \
+    "traced: GetEvent, no-cache|$EVENT|get_event|cache-control: no-cache"; do
+    IFS='|' read -r name path file header <<<"$case"
+    P=$(port)
+    vars=(GATEWAY_LISTEN="127.0.0.1:$P" FINGERPRINT_API_BASE_URL="http://127.0.0.1:$UP"
+        FINGERPRINT_SECRET_API_KEY=bench-key GATEWAY_CACHE_TTL_GET_EVENT=1h
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$SINK")
+    SETTLE=8 profile "gateway $name" "$path" "$file" "$header" -- "$bin/fingerprint-gateway"
+done
+echo "spans the receiver got: $(curl -s "http://127.0.0.1:$COUNT/count")"

@@ -7,6 +7,11 @@
 //! reads the body whole, then answers the same fixed payload: the floor of any gateway
 //! that turns a gRPC call into an upstream HTTP call, with nothing parsed, converted,
 //! cached or counted.
+//!
+//! With `BARE_OTLP=http://…` in the environment, it also traces each GetEvent as the
+//! gateway does (the gateway's own `telemetry::init`, one server span a call with the
+//! same attributes, the default sampler) and exports to that receiver: the floor of any
+//! gateway that traces every call through tracing-opentelemetry (bench/tracing.sh).
 
 use std::{
     convert::Infallible,
@@ -104,18 +109,45 @@ impl tower::Service<http::Request<Body>> for FixedService {
     }
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let fixed = self.0.clone();
-        Box::pin(async move {
-            if request.uri().path().ends_with("/GetEvent") {
-                Ok(Grpc::new(BytesCodec).unary(fixed, request).await)
-            } else {
-                Ok(Status::unimplemented("").into_http())
-            }
-        })
+        if !request.uri().path().ends_with("/GetEvent") {
+            return Box::pin(async { Ok(Status::unimplemented("").into_http()) });
+        }
+        let answer = async move { Ok(Grpc::new(BytesCodec).unary(fixed, request).await) };
+        if !TRACED.get().copied().unwrap_or(false) {
+            return Box::pin(answer);
+        }
+        // The gateway's span, with the gateway's target so that its filter takes it.
+        let span = tracing::info_span!(
+            target: "fingerprint_gateway",
+            "rpc",
+            otel.name = "fingerprint.gateway.v1.FingerprintService/GetEvent",
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.grpc.status_code = 0,
+        );
+        Box::pin(tracing::Instrument::instrument(answer, span))
     }
 }
 
+/// Whether GetEvent is traced (`BARE_OTLP` set).
+static TRACED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let _telemetry = match std::env::var("BARE_OTLP") {
+        Ok(endpoint) => {
+            let _ = TRACED.set(true);
+            Some(fingerprint_gateway::telemetry::init(
+                &fingerprint_gateway::config::TelemetryConfig {
+                    otlp_endpoint: Some(endpoint),
+                    service_name: "bare-server".into(),
+                    log_format: fingerprint_gateway::config::LogFormat::Text,
+                    sampler: Default::default(),
+                },
+            )?)
+        }
+        Err(_) => None,
+    };
     let mut args = std::env::args().skip(1);
     let addr: std::net::SocketAddr = args
         .next()
