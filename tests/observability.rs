@@ -120,12 +120,16 @@ impl Gateway {
         }
     }
 
-    async fn get_event(&self, event_id: &str, traceparent: Option<&str>) {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
+    async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
             .unwrap()
             .connect()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    async fn get_event(&self, event_id: &str, traceparent: Option<&str>) {
+        let channel = self.channel().await;
         let mut request = tonic::Request::new(GetEventRequest {
             event_id: event_id.into(),
             ..Default::default()
@@ -143,11 +147,7 @@ impl Gateway {
 
     /// An UpdateEvent (a mutation: it is audited) in trace `traceparent`.
     async fn update_event(&self, event_id: &str, traceparent: &str) {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel = self.channel().await;
         let mut request = tonic::Request::new(UpdateEventRequest {
             event_id: event_id.into(),
             suspect: Some(true),
@@ -164,11 +164,7 @@ impl Gateway {
 
     /// A call to a method the gateway does not serve, in trace `traceparent`.
     async fn made_up_call(&self, traceparent: &str) {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel = self.channel().await;
         let mut grpc = tonic::client::Grpc::new(channel);
         grpc.ready().await.unwrap();
         let mut request = tonic::Request::new(GetEventRequest::default());
