@@ -15,15 +15,8 @@ N=${1:-20000}
 command -v h2load >/dev/null || apt-get install -y -qq nghttp2-client >/dev/null
 cargo build --release --quiet -p fingerprint-gateway
 bin=target/release
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.05; done; echo "nothing on $1" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 GW=$(port) SB=$(port)
 env -i PATH="$PATH" GATEWAY_LISTEN="127.0.0.1:$GW" GATEWAY_SANDBOX_LISTEN="127.0.0.1:$SB" \
