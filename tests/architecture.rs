@@ -740,6 +740,21 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A crate with `SMALL_LIB`'s map, `top`, `side` and `middle` empty, and `files`
+/// (the module `bottom`, at least).
+fn small_crate(root: &Path, files: &[(&str, &str)]) {
+    write(
+        root,
+        &[
+            ("src/lib.rs", SMALL_LIB),
+            ("src/top.rs", ""),
+            ("src/side.rs", ""),
+            ("src/middle.rs", ""),
+        ],
+    );
+    write(root, files);
+}
+
 const SMALL_LIB: &str = "//! # Layout\n//!\n//! 1. [`top`]: uses the others.\n//! 2. [`middle`], [`side`]: one floor.\n//! 3. [`bottom`]: uses nothing.\n\npub mod bottom;\npub mod middle;\npub mod side;\npub mod top;\n";
 
 // === tests ===
@@ -842,13 +857,9 @@ fn same_floor_and_upward_uses_fail_in_every_spelling() {
 #[test]
 fn submodules_that_use_each_other_are_a_circle() {
     let root = scratch("circle");
-    write(
+    small_crate(
         &root,
         &[
-            ("src/lib.rs", SMALL_LIB),
-            ("src/top.rs", ""),
-            ("src/side.rs", ""),
-            ("src/middle.rs", ""),
             (
                 "src/bottom/mod.rs",
                 "pub mod list;\npub mod typed;\npub mod page;\n",
@@ -885,18 +896,12 @@ fn submodules_that_use_each_other_are_a_circle() {
 #[test]
 fn comments_strings_and_macro_paths_are_not_uses() {
     let root = scratch("quiet");
-    write(
+    small_crate(
         &root,
-        &[
-            ("src/lib.rs", SMALL_LIB),
-            ("src/top.rs", ""),
-            ("src/side.rs", ""),
-            ("src/middle.rs", ""),
-            (
-                "src/bottom.rs",
-                "//! See [`crate::top`].\n/* crate::top::X /* nested */ crate::top */\nconst A: &str = \"crate::top::X\";\nconst B: &str = r#\"use crate::top;\"#;\nconst C: char = '\"';\nfn f<'a>(x: &'a str) -> &'a str { x }\nmacro_rules! m { () => { $crate::top::X } }\n",
-            ),
-        ],
+        &[(
+            "src/bottom.rs",
+            "//! See [`crate::top`].\n/* crate::top::X /* nested */ crate::top */\nconst A: &str = \"crate::top::X\";\nconst B: &str = r#\"use crate::top;\"#;\nconst C: char = '\"';\nfn f<'a>(x: &'a str) -> &'a str { x }\nmacro_rules! m { () => { $crate::top::X } }\n",
+        )],
     );
     let found = check(&root);
     assert!(found.is_empty(), "{found:#?}");
