@@ -32,18 +32,24 @@ pub enum Rpc {
     SetRule,
     /// `StytchService/SetVerdictReasonOverride`.
     SetVerdictReasonOverride,
+    /// `FingerprintService/AnalyzeRequest`.
+    AnalyzeRequest,
+    /// Envoy's `envoy.service.auth.v3.Authorization/Check` (the edge decisions).
+    Check,
 }
 
 /// Fully qualified name of `FingerprintService`.
 pub const FINGERPRINT_SERVICE: &str = "fingerprint.gateway.v1.FingerprintService";
 /// Fully qualified name of `StytchService`.
 pub const STYTCH_SERVICE: &str = "fingerprint.gateway.v1.StytchService";
+/// Fully qualified name of Envoy's external authorization service.
+pub const ENVOY_AUTHZ_SERVICE: &str = "envoy.service.auth.v3.Authorization";
 
 // === impl Rpc ===
 
 impl Rpc {
     /// Every RPC, in a fixed order (its index is [`Rpc::index`]).
-    pub const ALL: [Rpc; 13] = [
+    pub const ALL: [Rpc; 15] = [
         Rpc::GetEvent,
         Rpc::GetVisits,
         Rpc::SearchEvents,
@@ -57,6 +63,8 @@ impl Rpc {
         Rpc::ListVerdictReasons,
         Rpc::SetRule,
         Rpc::SetVerdictReasonOverride,
+        Rpc::AnalyzeRequest,
+        Rpc::Check,
     ];
 
     /// Whether the RPC changes data upstream (granted only by name; audited).
@@ -86,6 +94,8 @@ impl Rpc {
             Self::ListVerdictReasons => "ListVerdictReasons",
             Self::SetRule => "SetRule",
             Self::SetVerdictReasonOverride => "SetVerdictReasonOverride",
+            Self::AnalyzeRequest => "AnalyzeRequest",
+            Self::Check => "Check",
         }
     }
 
@@ -111,13 +121,17 @@ impl Rpc {
             Self::SetVerdictReasonOverride => {
                 "/fingerprint.gateway.v1.StytchService/SetVerdictReasonOverride"
             }
+            Self::AnalyzeRequest => "/fingerprint.gateway.v1.FingerprintService/AnalyzeRequest",
+            Self::Check => "/envoy.service.auth.v3.Authorization/Check",
         }
     }
 
     /// The RPC served at an HTTP/2 path, if it is one of ours.
     pub fn from_path(path: &str) -> Option<Self> {
         // Every call asks this: reject foreign services with one prefix check.
-        let method = path.strip_prefix("/fingerprint.gateway.v1.")?;
+        let Some(method) = path.strip_prefix("/fingerprint.gateway.v1.") else {
+            return (path == "/envoy.service.auth.v3.Authorization/Check").then_some(Self::Check);
+        };
         let (service, method) = method.split_once('/')?;
         let rpc = match (service, method) {
             ("FingerprintService", "GetEvent") => Self::GetEvent,
@@ -128,6 +142,7 @@ impl Rpc {
             ("FingerprintService", "DeleteVisitorData") => Self::DeleteVisitorData,
             ("FingerprintService", "UnsealEvent") => Self::UnsealEvent,
             ("FingerprintService", "VerifyWebhookSignature") => Self::VerifyWebhookSignature,
+            ("FingerprintService", "AnalyzeRequest") => Self::AnalyzeRequest,
             ("StytchService", "LookupTelemetry") => Self::LookupTelemetry,
             ("StytchService", "ListRules") => Self::ListRules,
             ("StytchService", "ListVerdictReasons") => Self::ListVerdictReasons,
@@ -151,7 +166,9 @@ impl Rpc {
             | Self::SearchEvents
             | Self::StreamEvents
             | Self::UpdateEvent
-            | Self::DeleteVisitorData => Some(Upstream::Fingerprint),
+            | Self::DeleteVisitorData
+            | Self::AnalyzeRequest
+            | Self::Check => Some(Upstream::Fingerprint),
             Self::LookupTelemetry
             | Self::ListRules
             | Self::ListVerdictReasons
@@ -172,7 +189,9 @@ mod tests {
             assert_eq!(rpc.index(), i);
             assert_eq!(Rpc::from_path(rpc.path()), Some(rpc));
             assert!(rpc.path().ends_with(&format!("/{}", rpc.name())));
-            let service = if rpc.upstream() == Some(Upstream::Stytch) {
+            let service = if rpc == Rpc::Check {
+                ENVOY_AUTHZ_SERVICE
+            } else if rpc.upstream() == Some(Upstream::Stytch) {
                 STYTCH_SERVICE
             } else {
                 FINGERPRINT_SERVICE

@@ -101,7 +101,10 @@ pub async fn serve(
     let fingerprint = config
         .fingerprint
         .clone()
-        .map(|c| FingerprintClient::new(http.clone(), c))
+        .map(|c| {
+            FingerprintClient::new(http.clone(), c)
+                .map(|client| client.with_blank_headers(&config.edge.blank_headers))
+        })
         .transpose()
         .map_err(ServeError::Credentials)?;
     let stytch = config

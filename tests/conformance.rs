@@ -1100,3 +1100,108 @@ async fn signed_webhook_bodies_lose_nothing() {
     }
     h.stop().await;
 }
+
+// ---------- fingerprint.com v4 edge (Automation Intelligence) ----------
+
+fn edge_request() -> fingerprint_gateway::proto::v1::AnalyzeRequestRequest {
+    use fingerprint_gateway::proto::v1::{AnalyzeRequestRequest, HeaderEntry};
+    AnalyzeRequestRequest {
+        headers: vec![HeaderEntry {
+            name: "User-Agent".into(),
+            value: "Mozilla/5.0".into(),
+        }],
+        method: "GET".into(),
+        url: "https://example.com/login".into(),
+        ipv4_address: Some("173.56.25.103".into()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs ../shared/fixtures beside the checkout (CI has it): cargo test -- --include-ignored"]
+async fn v4_edge_examples_lose_nothing() {
+    let fx = common::fixtures();
+    let h = Harness::start().await;
+    let mut seen = 0;
+    let dir = fx.join("fingerprint/v4/paths/examples/edge");
+    let mut names: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("analyze_200"))
+        })
+        .collect();
+    names.sort();
+    for path in names {
+        let (text, json) = read(&path);
+        h.sandbox.control.script(Scripted::json(200, text));
+        let answer = h
+            .fingerprint()
+            .analyze_request(edge_request())
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(answer.unmapped.is_none(), "{path:?}: {:?}", answer.unmapped);
+        check_leaves(
+            &json,
+            &to_json(&answer, "fingerprint.gateway.v1.AnalyzeRequestResponse"),
+            &path.display().to_string(),
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 3, "the three official edge examples");
+    h.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs ../shared/fixtures beside the checkout (CI has it): cargo test -- --include-ignored"]
+async fn v4_edge_error_examples_map_to_the_documented_reasons() {
+    let fx = common::fixtures();
+    let h = Harness::start().await;
+    let cases = [
+        (
+            "paths/examples/errors/400_edge_ip_required.json",
+            400,
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "paths/examples/errors/400_edge_unknown_field.json",
+            400,
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "paths/examples/errors/400_request_read_timeout.json",
+            400,
+            Code::DeadlineExceeded,
+            "UPSTREAM_TIMEOUT",
+        ),
+        (
+            "paths/examples/errors/413_payload_too_large.json",
+            413,
+            Code::InvalidArgument,
+            "UPSTREAM_PAYLOAD_TOO_LARGE",
+        ),
+    ];
+    for (file, status, code, reason) in cases {
+        let (text, json) = read(&fx.join("fingerprint/v4").join(file));
+        h.sandbox.control.script(Scripted::json(status, text));
+        let err = h
+            .fingerprint()
+            .analyze_request(edge_request())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), code, "{file}: {err:?}");
+        let info = details(&err).error_info().cloned().unwrap();
+        assert_eq!(info.reason, reason, "{file}");
+        assert_eq!(
+            info.metadata.get("upstream_code").map(String::as_str),
+            json["error"]["code"].as_str(),
+            "{file}"
+        );
+    }
+    h.stop().await;
+}

@@ -59,6 +59,47 @@ fn calls() -> Vec<Call> {
     let ev = "1770000000000.abcdef";
     let visitor = "Ibk1527CUFmcnjLwIs4A9";
     let mut all = Vec::new();
+    // v4 edge (Automation Intelligence): each classification and each refusal.
+    let edge = |headers: Json, ip: Json| {
+        let mut body = json!({"headers": headers, "method": "GET",
+                              "url": "https://example.com/login?x=1"});
+        if let Json::Object(ips) = ip {
+            for (k, v) in ips {
+                body[k] = v;
+            }
+        }
+        with_body(call(M::POST, "/v4/edge", Auth::V4), body)
+    };
+    let browser = json!([{"name": "User-Agent", "value": "Mozilla/5.0"}]);
+    all.push(edge(
+        browser.clone(),
+        json!({"ipv4_address": "173.56.25.103"}),
+    ));
+    all.push(edge(
+        json!([{"name": "Signature-Agent", "value": "\"https://chatgpt.com\""},
+               {"name": "Signature-Input", "value": "sig1=();tag=\"web-bot-auth\""},
+               {"name": "Signature", "value": "sig1=:AA==:"}]),
+        json!({"ipv4_address": "104.210.139.192", "ipv6_address": "2600:1f00::1"}),
+    ));
+    all.push(edge(
+        json!([{"name": "User-Agent", "value": "curl/8.0"}, {"name": "Signature-Agent", "value": "x.example"}]),
+        json!({"ipv6_address": "2001:db8:bad::1"}),
+    ));
+    all.push(edge(
+        json!([{"name": "User-Agent", "value": "GPTBot/1.0"}]),
+        json!({"ipv4_address": "198.51.100.7", "linked_id": "l", "tags": {"a": 1}}),
+    ));
+    all.push(edge(browser.clone(), json!({})));
+    all.push(edge(
+        browser.clone(),
+        json!({"unknown": 1, "ipv4_address": "1.2.3.4"}),
+    ));
+    all.push(with_body(call(M::POST, "/v4/edge", Auth::V4), json!([1])));
+    all.push(edge(
+        browser.clone(),
+        json!({"ipv4_address": "x".repeat(200_000)}),
+    ));
+    all.push(with_body(call(M::POST, "/v4/edge", Auth::Wrong), json!({})));
     // v4 and v3 share the shapes of their failures: exercise each route with each.
     for (auth, event, search, visitor_path) in [
         (
@@ -268,7 +309,7 @@ async fn every_sandbox_answer_validates_against_the_upstream_schema() {
     let recorded = sandbox.control.requests();
     assert_eq!(recorded.len(), calls.len());
     let statuses: std::collections::BTreeSet<u16> = recorded.iter().map(|r| r.status).collect();
-    for status in [200, 400, 401, 403, 404, 409, 429, 500] {
+    for status in [200, 400, 401, 403, 404, 409, 413, 429, 500] {
         assert!(
             statuses.contains(&status),
             "no answer with status {status}: {statuses:?}"

@@ -45,12 +45,13 @@ struct CallerEntry {
     max_in_flight: Option<u32>,
 }
 
-const SERVICES: [(&str, &str); 2] = [
+const SERVICES: [(&str, &str); 3] = [
     (
         "FingerprintService",
         "fingerprint.gateway.v1.FingerprintService",
     ),
     ("StytchService", "fingerprint.gateway.v1.StytchService"),
+    ("Authorization", "envoy.service.auth.v3.Authorization"),
 ];
 
 // === impl Policy ===

@@ -155,7 +155,9 @@ impl Cache {
             | Rpc::UnsealEvent
             | Rpc::VerifyWebhookSignature
             | Rpc::SetRule
-            | Rpc::SetVerdictReasonOverride => Duration::ZERO,
+            | Rpc::SetVerdictReasonOverride
+            | Rpc::AnalyzeRequest
+            | Rpc::Check => Duration::ZERO,
         }
     }
 

@@ -291,6 +291,28 @@ pub struct Config {
     pub max_connection_age: Duration,
     /// Time calls on such a connection may still take.
     pub max_connection_age_grace: Duration,
+    /// The edge bot defense (AnalyzeRequest's blanked headers, ext_authz, forward-auth).
+    pub edge: EdgeConfig,
+}
+
+/// The edge bot defense's settings (read by `screen`).
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// Header names sent to `/v4/edge` with an empty value, besides the fixed ones
+    /// (lower case).
+    pub blank_headers: Vec<String>,
+    /// The policy file; unset, no decisions are served.
+    pub policy_file: Option<PathBuf>,
+    /// Longest wait for the vendor per decision.
+    pub budget: Duration,
+    /// Refuse (rather than pass) when no analysis arrives in time.
+    pub fail_closed: bool,
+    /// HTTP status of a refusal.
+    pub deny_status: u16,
+    /// Proxies whose forwarded addresses and headers are believed.
+    pub trusted_proxies: Vec<Cidr>,
+    /// The forward-auth HTTP listener.
+    pub http_listen: Option<SocketAddr>,
 }
 
 /// Which mesh's forwarded identity to trust.

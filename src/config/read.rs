@@ -126,6 +126,7 @@ impl Config {
             audit_log: v.text("GATEWAY_AUDIT_LOG")?,
             max_connection_age: v.positive("GATEWAY_MAX_CONNECTION_AGE")?,
             max_connection_age_grace: v.positive("GATEWAY_MAX_CONNECTION_AGE_GRACE")?,
+            edge: edge_config(&v)?,
         };
         if !config.sandbox && config.fingerprint.is_none() && config.stytch.is_none() {
             return Err(ConfigError::NothingToServe);
@@ -196,22 +197,65 @@ pub(super) fn resilience(v: &Values<'_>) -> Result<ResilienceConfig, ConfigError
     })
 }
 
+/// Comma-separated CIDRs.
+fn cidrs(v: &Values<'_>, name: &'static str) -> Result<Vec<Cidr>, ConfigError> {
+    v.text(name)?
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| Cidr::parse(c).map_err(|e| invalid(name, format!("{c:?}: {e:?}"))))
+        .collect()
+}
+
+pub(super) fn edge_config(v: &Values<'_>) -> Result<EdgeConfig, ConfigError> {
+    let mut blank_headers = Vec::new();
+    for name in v
+        .text_opt("FINGERPRINT_EDGE_BLANK_HEADERS")?
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(invalid(
+                "FINGERPRINT_EDGE_BLANK_HEADERS",
+                format!("{name:?} is not an HTTP header name"),
+            ));
+        }
+        blank_headers.push(name.to_ascii_lowercase());
+    }
+    let deny_status = v.count("GATEWAY_EDGE_DENY_STATUS")?;
+    if !(400..=599).contains(&deny_status) {
+        return Err(invalid(
+            "GATEWAY_EDGE_DENY_STATUS",
+            "must be an HTTP error status, 400 to 599",
+        ));
+    }
+    let config = EdgeConfig {
+        blank_headers,
+        policy_file: v.text_opt("GATEWAY_EDGE_POLICY_FILE")?.map(Into::into),
+        budget: v.positive("GATEWAY_EDGE_BUDGET")?,
+        fail_closed: v.word("GATEWAY_EDGE_ON_FAILURE")? == "closed",
+        deny_status: deny_status as u16,
+        trusted_proxies: cidrs(v, "GATEWAY_EDGE_TRUSTED_PROXIES")?,
+        http_listen: v.address_opt("GATEWAY_HTTP_LISTEN")?,
+    };
+    if config.http_listen.is_some() && config.policy_file.is_none() {
+        return Err(invalid(
+            "GATEWAY_HTTP_LISTEN",
+            "serves forward-auth decisions, which need GATEWAY_EDGE_POLICY_FILE",
+        ));
+    }
+    Ok(config)
+}
+
 pub(super) fn auth_config(v: &Values<'_>) -> Result<AuthConfig, ConfigError> {
     let mesh = match v.word("GATEWAY_MESH_IDENTITY")?.as_str() {
         "envoy" => Mesh::Envoy,
         "linkerd" => Mesh::Linkerd,
         _ => Mesh::None,
     };
-    let mesh_peers = v
-        .text("GATEWAY_MESH_TRUSTED_PEERS")?
-        .split(',')
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .map(|c| {
-            Cidr::parse(c)
-                .map_err(|e| invalid("GATEWAY_MESH_TRUSTED_PEERS", format!("{c:?}: {e:?}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let mesh_peers = cidrs(v, "GATEWAY_MESH_TRUSTED_PEERS")?;
     let config = AuthConfig {
         enforce: v.bool("GATEWAY_AUTH")?,
         policy_file: v.text_opt("GATEWAY_POLICY_FILE")?.map(Into::into),

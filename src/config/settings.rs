@@ -354,6 +354,48 @@ pub const SETTINGS: &[Setting] = &[
         "CIDRs the mesh headers are trusted from: the sidecar, which connects from loopback",
     ),
     setting(
+        "FINGERPRINT_EDGE_BLANK_HEADERS",
+        None,
+        Kind::Text,
+        "comma-separated header names whose values AnalyzeRequest and the edge decisions send to `/v4/edge` as empty strings, besides `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie` and `X-Api-Key` (any case)",
+    ),
+    setting(
+        "GATEWAY_EDGE_POLICY_FILE",
+        None,
+        Kind::Text,
+        "the edge bot-defense policy (scope, rules, default; TOML, see docs/edge.md); set, it turns on Envoy's `envoy.service.auth.v3.Authorization/Check` on the gRPC port and forward-auth on GATEWAY_HTTP_LISTEN; re-read on change and SIGHUP",
+    ),
+    setting(
+        "GATEWAY_EDGE_BUDGET",
+        Some("100ms"),
+        Kind::Duration,
+        "longest an edge decision waits for fingerprint.com (never past the caller's own deadline); past it, GATEWAY_EDGE_ON_FAILURE decides",
+    ),
+    setting(
+        "GATEWAY_EDGE_ON_FAILURE",
+        Some("open"),
+        Kind::Choice(&["open", "closed"]),
+        "when fingerprint.com is slow, failing, its breaker open or its quota spent: open lets the request pass (`x-fingerprint-decision: unavailable`), closed refuses it",
+    ),
+    setting(
+        "GATEWAY_EDGE_DENY_STATUS",
+        Some("403"),
+        Kind::Count,
+        "the HTTP status of a refused request (400 to 599)",
+    ),
+    setting(
+        "GATEWAY_EDGE_TRUSTED_PROXIES",
+        Some("127.0.0.1/32,::1/128"),
+        Kind::Text,
+        "CIDRs of the proxies whose forwarded client address (`x-forwarded-for`, `x-real-ip`) and forwarded request headers are believed; from any other peer its own address is the client's",
+    ),
+    setting(
+        "GATEWAY_HTTP_LISTEN",
+        None,
+        Kind::Address,
+        "address of the HTTP/1.1 listener for nginx `auth_request`, Caddy `forward_auth` and Traefik `ForwardAuth` (`/auth`); needs GATEWAY_EDGE_POLICY_FILE; unset disables",
+    ),
+    setting(
         "GATEWAY_REFLECTION",
         Some("true"),
         Kind::Bool,

@@ -49,14 +49,7 @@ pub fn from_v4(map: Map<String, Json>) -> Event {
         }),
         active_call: o.bool("active_call"),
         bot_type: o.str("bot_type"),
-        bot_info: o.obj("bot_info", |b| BotInfo {
-            category: b.str("category"),
-            provider: b.str("provider"),
-            provider_url: b.str("provider_url"),
-            name: b.str("name"),
-            identity: b.str("identity"),
-            confidence: b.str("confidence"),
-        }),
+        bot_info: o.obj("bot_info", bot_info),
         cloned_app: o.bool("cloned_app"),
         developer_tools: o.bool("developer_tools"),
         emulator: o.bool("emulator"),
@@ -67,17 +60,10 @@ pub fn from_v4(map: Map<String, Json>) -> Event {
             attack_source: b.bool("attack_source"),
             tor_node: b.bool("tor_node"),
         }),
-        ip_info: o.obj("ip_info", |i| IpInfo {
-            v4: i.obj("v4", ip_details_v4),
-            v6: i.obj("v6", ip_details_v4),
-        }),
+        ip_info: o.obj("ip_info", ip_info),
         proxy: o.bool("proxy"),
         proxy_confidence: o.str("proxy_confidence"),
-        proxy_details: o.obj("proxy_details", |p| ProxyDetails {
-            proxy_type: p.str("proxy_type"),
-            last_seen_at: p.millis("last_seen_at"),
-            provider: p.str("provider"),
-        }),
+        proxy_details: o.obj("proxy_details", proxy_details),
         proxy_ml_score: o.f64("proxy_ml_score"),
         incognito: o.bool("incognito"),
         jailbroken: o.bool("jailbroken"),
@@ -103,14 +89,7 @@ pub fn from_v4(map: Map<String, Json>) -> Event {
         vpn_ml_score: o.f64("vpn_ml_score"),
         vpn_origin_timezone: o.str("vpn_origin_timezone"),
         vpn_origin_country: o.str("vpn_origin_country"),
-        vpn_methods: o.obj("vpn_methods", |m| VpnMethods {
-            timezone_mismatch: m.bool("timezone_mismatch"),
-            public_vpn: m.bool("public_vpn"),
-            auxiliary_mobile: m.bool("auxiliary_mobile"),
-            os_mismatch: m.bool("os_mismatch"),
-            relay: m.bool("relay"),
-            ml_prediction: m.bool("ml_prediction"),
-        }),
+        vpn_methods: o.obj("vpn_methods", vpn_methods),
         high_activity_device: o.bool("high_activity_device"),
         rare_device: o.bool("rare_device"),
         rare_device_percentile_bucket: o.str("rare_device_percentile_bucket"),
@@ -181,6 +160,47 @@ fn identification_v4(i: &mut Obj) -> Identification {
         }),
         first_seen_at: i.millis("first_seen_at"),
         last_seen_at: i.millis("last_seen_at"),
+    }
+}
+
+/// v4 `bot_info` (events and edge analyses share it).
+pub(super) fn bot_info(b: &mut Obj) -> BotInfo {
+    BotInfo {
+        category: b.str("category"),
+        provider: b.str("provider"),
+        provider_url: b.str("provider_url"),
+        name: b.str("name"),
+        identity: b.str("identity"),
+        confidence: b.str("confidence"),
+    }
+}
+
+/// v4 `ip_info` (events and edge analyses share it).
+pub(super) fn ip_info(i: &mut Obj) -> IpInfo {
+    IpInfo {
+        v4: i.obj("v4", ip_details_v4),
+        v6: i.obj("v6", ip_details_v4),
+    }
+}
+
+/// v4 `proxy_details` (events and edge analyses share it).
+pub(super) fn proxy_details(p: &mut Obj) -> ProxyDetails {
+    ProxyDetails {
+        proxy_type: p.str("proxy_type"),
+        last_seen_at: p.millis("last_seen_at"),
+        provider: p.str("provider"),
+    }
+}
+
+/// v4 `vpn_methods` (events and edge analyses share it).
+pub(super) fn vpn_methods(m: &mut Obj) -> VpnMethods {
+    VpnMethods {
+        timezone_mismatch: m.bool("timezone_mismatch"),
+        public_vpn: m.bool("public_vpn"),
+        auxiliary_mobile: m.bool("auxiliary_mobile"),
+        os_mismatch: m.bool("os_mismatch"),
+        relay: m.bool("relay"),
+        ml_prediction: m.bool("ml_prediction"),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Pure conversions from upstream JSON to protobuf messages: events, list envelopes
 //! and Stytch answers. Nothing here does I/O; what is not modelled lands in `unmapped`.
 
+pub mod edge;
 pub mod event;
 pub mod json;
 pub mod list;

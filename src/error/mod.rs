@@ -40,6 +40,11 @@ pub enum Error {
         /// The upstream generation, e.g. "the fingerprint.com v3 API".
         what: &'static str,
     },
+    /// AnalyzeRequest under the v3 Server API, which has no `/v4/edge`.
+    #[error(
+        "AnalyzeRequest needs the fingerprint.com v4 Server API (Automation Intelligence, POST /v4/edge); the gateway is configured for v3: set FINGERPRINT_API_VERSION=v4"
+    )]
+    EdgeUnsupported,
     /// A setting this call needs is not configured.
     #[error("{what} is not configured: set {setting}")]
     NotConfigured {
@@ -282,6 +287,7 @@ impl Error {
             }
             Self::InvalidArgument { .. }
             | Self::Unsupported { .. }
+            | Self::EdgeUnsupported
             | Self::NotConfigured { .. }
             | Self::RequestTooLarge { .. }
             | Self::DeadlineExceeded { .. }
@@ -328,6 +334,7 @@ impl Error {
         match self {
             Self::InvalidArgument { .. } => (Code::InvalidArgument, R::InvalidArgument),
             Self::Unsupported { .. } => (Code::FailedPrecondition, R::UnsupportedByUpstream),
+            Self::EdgeUnsupported => (Code::FailedPrecondition, R::EdgeUnsupported),
             Self::NotConfigured { .. } => (Code::FailedPrecondition, R::NotConfigured),
             Self::DeadlineExceeded { .. } => (Code::DeadlineExceeded, R::DeadlineExceeded),
             Self::RequestTooLarge { .. } => (Code::ResourceExhausted, R::RequestTooLarge),
@@ -385,6 +392,7 @@ impl Error {
             | Self::NotJson { upstream, .. }
             | Self::Malformed { upstream, .. } => Some(*upstream),
             Self::NotConfigured { upstream, .. } => *upstream,
+            Self::EdgeUnsupported => Some(Upstream::Fingerprint),
             Self::InvalidArgument { .. }
             | Self::Unsupported { .. }
             | Self::DeadlineExceeded { .. }
@@ -512,6 +520,15 @@ impl Error {
                 }
                 self.to_string()
             }
+            Self::EdgeUnsupported => {
+                metadata.insert("setting".to_owned(), "FINGERPRINT_API_VERSION".to_owned());
+                details.add_precondition_failure_violation(
+                    reason.as_str_name(),
+                    "FINGERPRINT_API_VERSION",
+                    self.to_string(),
+                );
+                self.to_string()
+            }
             Self::DeadlineExceeded { .. }
             | Self::RequestTooLarge { .. }
             | Self::Timeout { .. }
@@ -533,6 +550,7 @@ fn log(err: &Error, code: Code) {
         (
             Error::InvalidArgument { .. }
             | Error::Unsupported { .. }
+            | Error::EdgeUnsupported
             | Error::RequestTooLarge { .. }
             | Error::Sealed(_),
             _,

@@ -143,7 +143,8 @@ impl ApiError {
             (404, "visitor_not_found" | "VisitorNotFound") => (Code::NotFound, R::VisitorNotFound),
             (404, "telemetry_id_not_found") => (Code::NotFound, R::TelemetryIdNotFound),
             (401 | 403, _) => (Code::FailedPrecondition, R::UpstreamCredentialsRejected),
-            (400 | 413 | 422, _) => (Code::InvalidArgument, R::InvalidArgument),
+            (413, _) => (Code::InvalidArgument, R::UpstreamPayloadTooLarge),
+            (400 | 422, _) => (Code::InvalidArgument, R::InvalidArgument),
             // A 404 without a JSON error code is a wrong base URL, not a missing record.
             (404, "") => (Code::FailedPrecondition, R::UpstreamEndpointMisconfigured),
             (404, _) => match self.resource {

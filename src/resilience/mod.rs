@@ -63,6 +63,9 @@ pub enum CallKind {
     Write,
     /// A fingerprint.com delete: never retried, and under the delete quota too.
     Delete,
+    /// A write that creates something each time (an edge analysis): retried only when
+    /// the request never left (no connection was opened), so it is never sent twice.
+    Create,
 }
 
 /// The resilience state of one upstream: its breaker, retry budget and limiters.
@@ -363,7 +366,12 @@ impl Guard {
     /// After attempt number `attempt` (0 for the first) failed with `error`: whether
     /// and when to try again.
     pub fn retry(&self, kind: CallKind, attempt: u32, error: &Error, deadline: Instant) -> Next {
-        if kind != CallKind::Read || !error.is_retryable() {
+        let retryable = match kind {
+            CallKind::Read => error.is_retryable(),
+            CallKind::Create => matches!(error, Error::Connect { .. }),
+            CallKind::Write | CallKind::Delete => false,
+        };
+        if !retryable {
             return Next::GiveUp;
         }
         if attempt + 1 >= self.policy.max_attempts {

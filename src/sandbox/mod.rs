@@ -174,6 +174,7 @@ fn router(state: AppState) -> Router {
     use fingerprint as fp;
     Router::new()
         .route("/v4/events", get(|s, h, q| fp::search(Gen::V4, s, h, q)))
+        .route("/v4/edge", post(fp::edge::analyze))
         .route(
             "/v4/events/{event_id}",
             get(|s, h, p| fp::event(Gen::V4, s, h, p))

@@ -22,16 +22,17 @@ use crate::convert::{
 use crate::entry::{Invalidation, Tag};
 use crate::error::{Error, Upstream};
 use crate::proto::v1::{
-    DeleteVisitorDataRequest, DeleteVisitorDataResponse, Event, EventFilter, GetEventRequest,
-    GetVisitsRequest, GetVisitsResponse, SearchEventsRequest, SearchEventsResponse,
-    StreamEventsRequest, UnsealEventRequest, UnsealEventResponse, UpdateEventRequest,
-    UpdateEventResponse, VerifyWebhookSignatureRequest, VerifyWebhookSignatureResponse,
+    AnalyzeRequestRequest, AnalyzeRequestResponse, DeleteVisitorDataRequest,
+    DeleteVisitorDataResponse, Event, EventFilter, GetEventRequest, GetVisitsRequest,
+    GetVisitsResponse, SearchEventsRequest, SearchEventsResponse, StreamEventsRequest,
+    UnsealEventRequest, UnsealEventResponse, UpdateEventRequest, UpdateEventResponse,
+    VerifyWebhookSignatureRequest, VerifyWebhookSignatureResponse,
     fingerprint_service_server::FingerprintService,
 };
 use crate::proto::wire::GetEventResponse;
 use crate::rpc::Rpc;
 use crate::secrets::Live;
-use crate::upstream::fingerprint::{FingerprintClient, V4_PAGE_MAX, VisitsFilter};
+use crate::upstream::fingerprint::{EdgeQuery, FingerprintClient, V4_PAGE_MAX, VisitsFilter};
 
 /// Default and largest `GetVisitsRequest.page_size` (v3's default and largest page;
 /// under v4 the gateway fetches several upstream pages).
@@ -476,5 +477,28 @@ impl FingerprintService for FingerprintApi {
             valid,
             event,
         }))
+    }
+
+    async fn analyze_request(
+        &self,
+        request: Request<AnalyzeRequestRequest>,
+    ) -> Result<Response<AnalyzeRequestResponse>, Status> {
+        let req = request.into_inner();
+        let query = EdgeQuery {
+            headers: req.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+            method: req.method,
+            url: req.url,
+            ipv4_address: req.ipv4_address,
+            ipv6_address: req.ipv6_address,
+            linked_id: req.linked_id,
+            tags: req
+                .tags
+                .as_ref()
+                .map(|t| serde_json::Value::Object(struct_to_json(t))),
+        };
+        query.check()?;
+        let client = self.client()?;
+        let answer = client.analyze(&query).await?;
+        Ok(Response::new(convert::edge::from_v4(answer)))
     }
 }

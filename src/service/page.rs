@@ -107,7 +107,7 @@ impl Binding {
 }
 
 fn rpc_byte(rpc: Rpc) -> u8 {
-    // Rpc::ALL has 13 members: the index always fits.
+    // Rpc::ALL has 15 members: the index always fits.
     u8::try_from(rpc.index()).unwrap_or(u8::MAX)
 }
 

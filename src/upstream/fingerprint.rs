@@ -22,6 +22,38 @@ pub struct FingerprintClient {
     config: FingerprintConfig,
     auth: HeaderValue,
     identity: String,
+    /// Header names (lower case) sent to `/v4/edge` with an empty value, beyond
+    /// [`EDGE_BLANKED`].
+    blank_headers: std::sync::Arc<[String]>,
+}
+
+/// Headers whose values never leave for `/v4/edge`: sent as `""`, in their place
+/// (lower case; matched in any case).
+pub const EDGE_BLANKED: [&str; 5] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+];
+
+/// What `POST /v4/edge` is asked to analyse (v4 `EdgeRequest`).
+#[derive(Debug, Clone, Default)]
+pub struct EdgeQuery {
+    /// Header lines, in order: (name, value).
+    pub headers: Vec<(String, String)>,
+    /// The method.
+    pub method: String,
+    /// The absolute URL.
+    pub url: String,
+    /// The client's IPv4 address.
+    pub ipv4_address: Option<String>,
+    /// The client's IPv6 address.
+    pub ipv6_address: Option<String>,
+    /// The caller's identifier.
+    pub linked_id: Option<String>,
+    /// Tags (a JSON object).
+    pub tags: Option<Json>,
 }
 
 /// Query parameters of one upstream call, in order.
@@ -36,6 +68,153 @@ pub struct VisitsFilter<'a> {
     pub linked_id: &'a str,
     /// Only visits before this time.
     pub end: Option<&'a Timestamp>,
+}
+
+/// Most header lines an analysis carries.
+pub const EDGE_MAX_HEADERS: usize = 256;
+/// Most bytes of header names and values an analysis carries, in all.
+pub const EDGE_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Longest URL an analysis carries.
+pub const EDGE_MAX_URL_BYTES: usize = 8 * 1024;
+/// Longest method.
+const EDGE_MAX_METHOD_BYTES: usize = 32;
+/// Longest `tags`, as JSON.
+const EDGE_MAX_TAGS_BYTES: usize = 16 * 1024;
+/// Longest `linked_id`.
+const EDGE_MAX_LINKED_ID_BYTES: usize = 256;
+
+// === impl EdgeQuery ===
+
+impl EdgeQuery {
+    /// Checks what `/v4/edge` would refuse, and what the gateway will not send, before
+    /// any call: at least one header, each a token name with a value that can travel
+    /// in a header; a method token; an absolute http(s) URL without a fragment; at
+    /// least one address, each of its family.
+    pub fn check(&self) -> Result<(), Error> {
+        use crate::error::quote;
+        if self.headers.is_empty() {
+            return Err(Error::invalid(
+                "headers",
+                "must hold at least one header line",
+            ));
+        }
+        if self.headers.len() > EDGE_MAX_HEADERS {
+            return Err(Error::invalid(
+                "headers",
+                format!(
+                    "holds {} lines; at most {EDGE_MAX_HEADERS}",
+                    self.headers.len()
+                ),
+            ));
+        }
+        let mut bytes = 0usize;
+        for (name, value) in &self.headers {
+            if name.is_empty() || !name.bytes().all(is_tchar) {
+                return Err(Error::invalid(
+                    "headers.name",
+                    format!(
+                        "{} is not an HTTP header name (RFC 9110 token)",
+                        quote(name)
+                    ),
+                ));
+            }
+            if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+                return Err(Error::invalid(
+                    "headers.value",
+                    format!("of {} holds a control character", quote(name)),
+                ));
+            }
+            bytes += name.len() + value.len();
+        }
+        if bytes > EDGE_MAX_HEADER_BYTES {
+            return Err(Error::invalid(
+                "headers",
+                format!("hold {bytes} bytes of names and values; at most {EDGE_MAX_HEADER_BYTES}"),
+            ));
+        }
+        if self.method.is_empty()
+            || self.method.len() > EDGE_MAX_METHOD_BYTES
+            || !self.method.bytes().all(is_tchar)
+        {
+            return Err(Error::invalid(
+                "method",
+                format!(
+                    "{} is not an HTTP method (a token of 1 to {EDGE_MAX_METHOD_BYTES} characters)",
+                    quote(&self.method)
+                ),
+            ));
+        }
+        if self.url.len() > EDGE_MAX_URL_BYTES {
+            return Err(Error::invalid(
+                "url",
+                format!("is longer than {EDGE_MAX_URL_BYTES} bytes"),
+            ));
+        }
+        if self.url.contains('#') {
+            return Err(Error::invalid("url", "must not carry a #fragment"));
+        }
+        match Url::parse(&self.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+            Ok(_) => {
+                return Err(Error::invalid(
+                    "url",
+                    format!("{} is not an absolute http or https URL", quote(&self.url)),
+                ));
+            }
+            Err(e) => {
+                return Err(Error::invalid(
+                    "url",
+                    format!("{} is not a URL: {e}", quote(&self.url)),
+                ));
+            }
+        }
+        if self.ipv4_address.is_none() && self.ipv6_address.is_none() {
+            return Err(Error::invalid(
+                "ipv4_address",
+                "at least one of ipv4_address or ipv6_address is required",
+            ));
+        }
+        if let Some(ip) = &self.ipv4_address
+            && ip.parse::<std::net::Ipv4Addr>().is_err()
+        {
+            return Err(Error::invalid(
+                "ipv4_address",
+                format!("{} is not an IPv4 address", quote(ip)),
+            ));
+        }
+        if let Some(ip) = &self.ipv6_address
+            && ip.parse::<std::net::Ipv6Addr>().is_err()
+        {
+            return Err(Error::invalid(
+                "ipv6_address",
+                format!("{} is not an IPv6 address", quote(ip)),
+            ));
+        }
+        if let Some(linked) = &self.linked_id
+            && (linked.len() > EDGE_MAX_LINKED_ID_BYTES || linked.chars().any(char::is_control))
+        {
+            return Err(Error::invalid(
+                "linked_id",
+                format!(
+                    "must be at most {EDGE_MAX_LINKED_ID_BYTES} bytes without control characters"
+                ),
+            ));
+        }
+        if let Some(tags) = &self.tags
+            && tags.to_string().len() > EDGE_MAX_TAGS_BYTES
+        {
+            return Err(Error::invalid(
+                "tags",
+                format!("is larger than {EDGE_MAX_TAGS_BYTES} bytes as JSON"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A character of an RFC 9110 token (header names, methods).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 // === impl FingerprintClient ===
@@ -63,7 +242,67 @@ impl FingerprintClient {
             config,
             auth,
             identity,
+            blank_headers: std::sync::Arc::from(Vec::new()),
         })
+    }
+
+    /// The same client, blanking these header names (any case) too at `/v4/edge`.
+    pub fn with_blank_headers(mut self, names: &[String]) -> Self {
+        self.blank_headers = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        self
+    }
+
+    /// Whether a header's value is sent to `/v4/edge` as `""`.
+    pub fn is_blanked(&self, name: &str) -> bool {
+        EDGE_BLANKED.iter().any(|b| b.eq_ignore_ascii_case(name))
+            || self
+                .blank_headers
+                .iter()
+                .any(|b| b.eq_ignore_ascii_case(name))
+    }
+
+    /// Bot and IP analysis of one request (`POST /v4/edge`); v4 only. Credential
+    /// headers go out with empty values, in place. Each call creates an event upstream,
+    /// so it is retried only when no connection could be opened.
+    pub async fn analyze(&self, query: &EdgeQuery) -> Result<JsonObject, Error> {
+        if self.config.generation == Generation::V3 {
+            return Err(Error::EdgeUnsupported);
+        }
+        let headers: Vec<Json> = query
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let value = if self.is_blanked(name) { "" } else { value };
+                serde_json::json!({"name": name, "value": value})
+            })
+            .collect();
+        let mut body = JsonObject::new();
+        body.insert("headers".to_owned(), Json::Array(headers));
+        body.insert("method".to_owned(), Json::String(query.method.clone()));
+        body.insert("url".to_owned(), Json::String(query.url.clone()));
+        for (key, value) in [
+            ("ipv4_address", &query.ipv4_address),
+            ("ipv6_address", &query.ipv6_address),
+            ("linked_id", &query.linked_id),
+        ] {
+            if let Some(v) = value {
+                body.insert(key.to_owned(), Json::String(v.clone()));
+            }
+        }
+        if let Some(tags) = &query.tags {
+            body.insert("tags".to_owned(), tags.clone());
+        }
+        Ok(self
+            .call_as::<Untyped>(
+                Method::POST,
+                CallKind::Create,
+                Resource::Collection,
+                &["v4", "edge"],
+                &[],
+                Some(Json::Object(body)),
+            )
+            .await?
+            .into_json())
     }
 
     /// The same client with another key. The identity that binds page tokens stays,
@@ -74,6 +313,7 @@ impl FingerprintClient {
         config.secret_api_key = key;
         let mut next = Self::new(self.http.clone(), config)?;
         next.identity.clone_from(&self.identity);
+        next.blank_headers = self.blank_headers.clone();
         Ok(next)
     }
 
@@ -107,6 +347,7 @@ impl FingerprintClient {
                 push(&mut query, "ruleset_id", ruleset_id);
                 self.call_as(
                     Method::GET,
+                    CallKind::Read,
                     Resource::Event,
                     &["v4", "events", event_id],
                     &query,
@@ -136,6 +377,7 @@ impl FingerprintClient {
                 let query = search_query_v4(filter, size, key, total);
                 self.call_as(
                     Method::GET,
+                    CallKind::Read,
                     Resource::Collection,
                     &["v4", "events"],
                     &query,
@@ -238,8 +480,13 @@ impl FingerprintClient {
         query: &[(&'static str, String)],
         body: Option<Json>,
     ) -> Result<JsonObject, Error> {
+        let kind = match method {
+            Method::GET => CallKind::Read,
+            Method::DELETE => CallKind::Delete,
+            _ => CallKind::Write,
+        };
         Ok(self
-            .call_as::<Untyped>(method, resource, segments, query, body)
+            .call_as::<Untyped>(method, kind, resource, segments, query, body)
             .await?
             .into_json())
     }
@@ -247,16 +494,12 @@ impl FingerprintClient {
     async fn call_as<T: Shape>(
         &self,
         method: Method,
+        kind: CallKind,
         resource: Resource,
         segments: &[&str],
         query: &[(&'static str, String)],
         body: Option<Json>,
     ) -> Result<Answer<T>, Error> {
-        let kind = match method {
-            Method::GET => CallKind::Read,
-            Method::DELETE => CallKind::Delete,
-            _ => CallKind::Write,
-        };
         let url = self.url(segments, query);
         let header = match self.config.generation {
             Generation::V4 => reqwest::header::AUTHORIZATION.as_str(),

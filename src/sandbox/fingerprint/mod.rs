@@ -16,6 +16,7 @@ use serde_json::{Map, Value as Json, json};
 use super::{AppState, Fault, answer, data, fault_of, sandbox_state_lost};
 use crate::cidr::Cidr;
 
+pub mod edge;
 mod search;
 
 use search::{find, parse_search, search_seed};
@@ -37,6 +38,7 @@ enum Op {
     Visits,
     Update,
     Delete,
+    Edge,
 }
 
 /// An error code in both generations' spellings.
