@@ -18,8 +18,11 @@
 //!    list and `cidr`.
 //! 3. [`edge`]: the one tower layer in front of the services: span, metrics, caller
 //!    identity and policy, the audit of mutations, deadlines, the cache.
-//! 4. [`service`]: the RPC handlers: validate, page, call the upstream, convert, tag
-//!    the answer and invalidate after writes.
+//! 4. [`service`], [`screen`]: the RPC handlers (validate, page, call the upstream,
+//!    convert, tag the answer and invalidate after writes); and the edge bot defense
+//!    (Envoy ext_authz and HTTP forward-auth decisions from `/v4/edge` and its policy),
+//!    which calls the fingerprint.com client itself, as the handlers do, and shares
+//!    nothing with them.
 //! 5. [`cache`]: the answer cache (moka, L1) and the layer that answers hits from
 //!    stored frames and coalesces misses, over the shared level when there is one.
 //! 6. [`auth`]: caller identity (mTLS, mesh headers, keys), the policy and per-caller
@@ -68,6 +71,7 @@ pub mod proto;
 pub mod resilience;
 pub mod rpc;
 pub mod sandbox;
+pub mod screen;
 pub mod sealed;
 pub mod secrets;
 pub mod server;

@@ -158,7 +158,7 @@ pub async fn serve(
         in_flight: in_flight.clone(),
         default_deadline: config.resilience.default_deadline,
         auth,
-        audit,
+        audit: audit.clone(),
     });
     let fingerprint_api = FingerprintApi::new(
         fingerprint,
@@ -167,6 +167,17 @@ pub async fn serve(
         config.webhook_secrets.clone(),
     );
     let stytch_api = StytchApi::new(stytch, cache.clone());
+    // The edge decisions use the same live client, so a key rotation reaches them too.
+    let screen = crate::screen::Screen::new(
+        &config.edge,
+        fingerprint_api.secrets().client,
+        metrics.clone(),
+        audit.clone(),
+    )
+    .map_err(|e| ServeError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
+    if let Some(screen) = &screen {
+        shared_tasks.push(screen.watch());
+    }
     if !config.secret_files.is_empty() {
         shared_tasks.push(rotate(
             &config,
@@ -191,6 +202,14 @@ pub async fn serve(
     health
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
+    if screen.is_some() {
+        health
+            .set_service_status(
+                crate::rpc::ENVOY_AUTHZ_SERVICE,
+                tonic_health::ServingStatus::Serving,
+            )
+            .await;
+    }
     // Each upstream's breaker, mirrored as a health service of its own. The gateway's
     // own status stays SERVING while a breaker is open: every replica shares the same
     // vendor, so pulling them from rotation would turn a vendor outage into a total one
@@ -235,6 +254,12 @@ pub async fn serve(
         health_on_stop
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
+        health_on_stop
+            .set_service_status(
+                crate::rpc::ENVOY_AUTHZ_SERVICE,
+                tonic_health::ServingStatus::NotServing,
+            )
+            .await;
         for name in SERVICE_NAMES {
             health_on_stop
                 .set_service_status(name, tonic_health::ServingStatus::NotServing)
@@ -273,7 +298,37 @@ pub async fn serve(
         .add_optional_service(config.reflection.then_some(reflection_v1))
         .add_optional_service(config.reflection.then_some(reflection_v1alpha))
         .add_service(FingerprintServiceServer::new(fingerprint_api))
-        .add_service(StytchServiceServer::new(stytch_api));
+        .add_service(StytchServiceServer::new(stytch_api))
+        .add_optional_service(
+            screen
+                .clone()
+                .map(envoy_types::ext_authz::v3::pb::AuthorizationServer::new),
+        );
+
+    // The HTTP listener (forward-auth), bound before serving like the metrics one.
+    let http_listener = match config.edge.http_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await?),
+        None => None,
+    };
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http_task = match (http_listener, screen) {
+        (Some(listener), Some(screen)) => {
+            tracing::info!(addr = ?listener.local_addr().ok(), "forward-auth serving at /auth");
+            let app = crate::screen::forward::router(screen)
+                .into_make_service_with_connect_info::<std::net::SocketAddr>();
+            Some(tokio::spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = http_stopped.await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "forward-auth listener failed");
+                }
+            }))
+        }
+        _ => None,
+    };
 
     // Without TCP_NODELAY, answers larger than a segment wait ~40 ms for delayed ACKs.
     // TCP keepalive (the kernel's probes after 30 s of silence, every 10 s, 3 unanswered
@@ -328,6 +383,10 @@ pub async fn serve(
     let _ = metrics_stop.send(());
     if let Some(task) = metrics_task {
         let _ = task.await;
+    }
+    let _ = http_stop.send(());
+    if let Some(task) = http_task {
+        let _ = tokio::time::timeout(grace, task).await;
     }
     result.map_err(ServeError::from)
 }

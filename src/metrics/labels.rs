@@ -107,6 +107,11 @@ pub(super) struct OpLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct OutcomeLabels {
+    pub(super) outcome: Word,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct TransitionLabels {
     pub(super) upstream: UpstreamLabel,
     pub(super) to: Word,

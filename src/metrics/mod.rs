@@ -82,12 +82,24 @@ pub struct Metrics {
     redis_seconds: Seconds<OpLabels>,
     redis_errors: Family<OpLabels, Counter>,
     invalidation_delay: Histogram,
+    edge_decisions: Vec<Counter>,
+    edge_seconds: Histogram,
     // The label sets are closed: each series' handle is looked up in its family once,
     // then kept in a slot, so recording is an index and an atomic add.
     rpc_slots: Box<[OnceLock<Counter>]>,
     rpc_seconds_slots: Box<[OnceLock<Traced>]>,
     cache_slots: Box<[OnceLock<Counter>]>,
 }
+
+/// The outcomes of an edge decision, the `outcome` label's closed set.
+pub const EDGE_OUTCOMES: [&str; 6] = [
+    "allow",
+    "deny",
+    "flag",
+    "out_of_scope",
+    "fail_open",
+    "fail_closed",
+];
 
 /// How many distinct [`Method`]s and gRPC codes there are.
 const METHODS: usize = Rpc::ALL.len() + 4;
@@ -238,6 +250,26 @@ impl Metrics {
             "from a write's invalidation being published by one replica to its arrival here",
             invalidation_delay.clone(),
         );
+        let edge_family = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "edge_decisions",
+            "edge bot-defense decisions (Envoy ext_authz and forward-auth), by outcome: allow, deny, flag, out_of_scope, fail_open, fail_closed",
+            edge_family.clone(),
+        );
+        let edge_decisions = EDGE_OUTCOMES
+            .iter()
+            .map(|o| {
+                edge_family
+                    .get_or_create(&OutcomeLabels { outcome: Word(o) })
+                    .clone()
+            })
+            .collect();
+        let edge_seconds = latency();
+        registry.register(
+            "edge_decision_duration_seconds",
+            "time to take one edge decision, the vendor's analysis included",
+            edge_seconds.clone(),
+        );
         for upstream in [Upstream::Fingerprint, Upstream::Stytch] {
             let name = UpstreamName {
                 upstream: UpstreamLabel(upstream),
@@ -279,6 +311,8 @@ impl Metrics {
             redis_seconds,
             redis_errors,
             invalidation_delay,
+            edge_decisions,
+            edge_seconds,
             rpc_slots: slots(METHODS * CODES),
             rpc_seconds_slots: slots(METHODS),
             cache_slots: slots(Rpc::ALL.len() * CACHE_RESULTS),
@@ -288,6 +322,14 @@ impl Metrics {
         let _ = metrics.rpc_counter(Method::Unknown, tonic::Code::Unimplemented);
         let _ = metrics.rpc_histogram(Method::Unknown);
         metrics
+    }
+
+    /// Counts one edge decision; `outcome` is an index into [`EDGE_OUTCOMES`].
+    pub fn edge_decision(&self, outcome: usize, seconds: f64) {
+        if let Some(c) = self.edge_decisions.get(outcome) {
+            c.inc();
+        }
+        self.edge_seconds.observe(seconds);
     }
 
     /// Counts one call of a caller the policy names.
