@@ -279,3 +279,82 @@ fn manifests_agree_with_the_binary() {
         }
     }
 }
+
+/// The mesh examples of deploy/edge point at the gateway as deploy/base serves it, and
+/// let every decision header through.
+#[test]
+#[ignore = "needs kubectl and PyYAML (.ci/install: tests/requirements.txt): cargo test -- --include-ignored"]
+fn the_edge_examples_name_the_gateway_as_deployed() {
+    tools();
+    let base = objects(&render("deploy/base"));
+    let service = find(&base, "Service", "fingerprint-gateway");
+    let namespace = service["metadata"]["namespace"].as_str().unwrap();
+    let grpc = service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "grpc")
+        .unwrap()["port"]
+        .as_u64()
+        .unwrap();
+    let host = format!("fingerprint-gateway.{namespace}.svc.cluster.local");
+    let headers = fingerprint_gateway::screen::HEADERS;
+
+    // Istio: the mesh config's provider, and a CUSTOM policy that uses it.
+    let istio =
+        objects(&std::fs::read_to_string(format!("{ROOT}/deploy/edge/istio.yaml")).unwrap());
+    let mesh_text = find(&istio, "ConfigMap", "istio")["data"]["mesh"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mesh = &objects(&mesh_text)[0];
+    let provider = &mesh["extensionProviders"][0];
+    let grpc_provider = &provider["envoyExtAuthzGrpc"];
+    assert_eq!(grpc_provider["service"], host.as_str());
+    assert_eq!(grpc_provider["port"].as_u64(), Some(grpc));
+    let allowed: Vec<&str> = grpc_provider["headersToUpstreamOnAllow"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    for h in headers {
+        assert!(allowed.contains(&h), "istio: {h} does not reach the app");
+    }
+    let policy = find(&istio, "AuthorizationPolicy", "bot-defense");
+    assert_eq!(policy["spec"]["action"], "CUSTOM");
+    assert_eq!(policy["spec"]["provider"]["name"], provider["name"]);
+    let paths = &policy["spec"]["rules"][0]["to"][0]["operation"]["paths"];
+    assert!(paths.as_array().unwrap().iter().any(|p| p == "/login"));
+
+    // Plain Envoy: the ext_authz filter before the router, over gRPC to that cluster.
+    let envoy =
+        objects(&std::fs::read_to_string(format!("{ROOT}/deploy/edge/envoy.yaml")).unwrap());
+    let envoy = &envoy[0];
+    let filters = envoy["http_filters"].as_array().unwrap();
+    assert_eq!(filters[0]["name"], "envoy.filters.http.ext_authz");
+    assert_eq!(
+        filters[0]["typed_config"]["@type"],
+        "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"
+    );
+    assert_eq!(filters.last().unwrap()["name"], "envoy.filters.http.router");
+    let cluster_name = filters[0]["typed_config"]["grpc_service"]["envoy_grpc"]["cluster_name"]
+        .as_str()
+        .unwrap();
+    let cluster = envoy["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == cluster_name)
+        .expect("the cluster the filter names");
+    let socket = &cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+        ["socket_address"];
+    assert_eq!(socket["address"], host.as_str());
+    assert_eq!(socket["port_value"].as_u64(), Some(grpc));
+    assert!(
+        cluster["typed_extension_protocol_options"]
+            .to_string()
+            .contains("http2_protocol_options"),
+        "gRPC needs HTTP/2 to the gateway"
+    );
+}
