@@ -642,7 +642,7 @@ const SITUATIONS: &[Situation] = &[
         Some("413_payload_too_large.json"),
         &[],
         Code::InvalidArgument,
-        "INVALID_ARGUMENT",
+        "UPSTREAM_PAYLOAD_TOO_LARGE",
     ),
     situation(
         Some("400_ruleset_not_found.json"),
