@@ -74,6 +74,11 @@ pub fn read(path: &std::path::Path) -> std::io::Result<String> {
     Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }
 
+/// When a watched file last changed (`None` when it cannot be read).
+pub fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
 /// When watched files are looked at again: every second, and at once on SIGHUP.
 pub struct Recheck {
     every: tokio::time::Interval,

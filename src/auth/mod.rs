@@ -161,7 +161,7 @@ impl Auth {
                 .map_err(|e| format!("GATEWAY_POLICY_FILE {}: {e}", path.display()))?;
             let policy = Policy::parse(&text)
                 .map_err(|e| format!("GATEWAY_POLICY_FILE {}: {e}", path.display()))?;
-            auth.install(policy, modified(path));
+            auth.install(policy, crate::secrets::modified(path));
         }
         Ok(auth)
     }
@@ -193,7 +193,7 @@ impl Auth {
         let Some(path) = &self.config.policy_file else {
             return;
         };
-        let at = modified(path);
+        let at = crate::secrets::modified(path);
         let last = self.loaded.read().map(|l| *l).unwrap_or(None);
         if !force && at == last {
             return;
@@ -346,10 +346,6 @@ fn service_of(rpc: Rpc) -> &'static str {
         Some(crate::error::Upstream::Stytch) => "StytchService",
         _ => "FingerprintService",
     }
-}
-
-fn modified(path: &std::path::Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 #[cfg(test)]

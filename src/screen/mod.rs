@@ -156,7 +156,7 @@ impl Screen {
         let Some(file) = config.policy_file.clone() else {
             return Ok(None);
         };
-        let at = modified(&file);
+        let at = crate::secrets::modified(&file);
         let text = std::fs::read_to_string(&file)
             .map_err(|e| format!("GATEWAY_EDGE_POLICY_FILE {}: {e}", file.display()))?;
         let policy = Policy::parse(&text)
@@ -178,7 +178,7 @@ impl Screen {
     /// policy in force.
     pub fn reload(&self, force: bool) {
         let inner = &self.inner;
-        let at = modified(&inner.file);
+        let at = crate::secrets::modified(&inner.file);
         let last = inner.loaded.read().map(|l| *l).unwrap_or(None);
         if !force && at == last {
             return;
@@ -463,8 +463,4 @@ fn cut(s: &str) -> String {
         end -= 1;
     }
     s[..end].to_owned()
-}
-
-fn modified(path: &std::path::Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
